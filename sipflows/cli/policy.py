@@ -1,0 +1,53 @@
+"""``sipflows policy show`` and ``sipflows policy check FILE``: what administrators use to set deadlines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from sipflows.policy import Layer, PolicyError, build_policy, load_policy, read_policy_file
+from sipflows.settings import get_settings
+
+policy_app = typer.Typer(help="The deadline policy: show the effective values, check a file.")
+
+
+@policy_app.command("show")
+def show(
+    file: Path | None = typer.Option(
+        None, "--file", help="Policy TOML file (default: SIPFLOWS_POLICY_FILE)."
+    ),
+    organisation: str | None = typer.Option(None, "--organisation", help="Show one organisation's values."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """Print the effective policy and where each value came from."""
+    try:
+        effective = load_policy(file or get_settings().policy_file)
+    except PolicyError as exc:
+        typer.echo(f"invalid policy:\n{exc}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(effective.as_dict(), indent=2, ensure_ascii=False))
+        return
+    rows = effective.describe_for(organisation) if organisation else effective.describe()
+    width = max(len(r[1]) for r in rows)
+    typer.echo(f"{'scope':<12} {'key':<{width}}  {'value':>8}  source")
+    for scope, key, value, source in rows:
+        typer.echo(f"{scope:<12} {key:<{width}}  {value!s:>8}  {source}")
+    typer.echo("\nPrefect runs add the Prefect Variable layer on top (see the flow's logs for what it used).")
+
+
+@policy_app.command("check")
+def check(file: Path = typer.Argument(..., help="The policy TOML file to validate.")) -> None:
+    """Validate a policy file without applying it; exit 1 and name every bad key if it is invalid."""
+    try:
+        build_policy([Layer(str(file), read_policy_file(file))])
+    except PolicyError as exc:
+        typer.echo(f"invalid policy:\n{exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{file}: valid")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(policy_app, name="policy")

@@ -1,0 +1,153 @@
+"""The register's schema: migrations, constraints and UTC storage on both databases."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from sipflows.db import alembic_config, migrate
+from sipflows.models import (
+    Contact,
+    Meeting,
+    MeetingKind,
+    Organisation,
+    OrgKind,
+    Principal,
+    SipCase,
+)
+
+
+def _org_and_contact(session: Session) -> tuple[Organisation, Contact]:
+    org = Organisation(
+        code="KOP-IFO", name="Köping IFO", kind=OrgKind.MUNICIPAL_UNIT, principal=Principal.KOMMUN
+    )
+    session.add(org)
+    session.flush()
+    contact = Contact(code="c1", organisation_id=org.id, name="Anna", email="anna@koping.example")
+    session.add(contact)
+    session.flush()
+    return org, contact
+
+
+def test_migrations_create_every_table_and_are_idempotent(engine):
+    migrate(engine)  # a second run is a no-op
+    tables = set(inspect(engine).get_table_names())
+    assert {
+        "organisations",
+        "contacts",
+        "sip_cases",
+        "participants",
+        "meetings",
+        "invitations",
+        "deviations",
+        "notices",
+        "closed_days",
+        "sweep_runs",
+        "alembic_version",
+    } <= tables
+
+
+def test_downgrade_to_base_and_back(engine):
+    from alembic import command
+
+    with engine.begin() as conn:
+        cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "base")
+    assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    migrate(engine)
+    assert "meetings" in inspect(engine).get_table_names()
+
+
+def test_times_are_stored_and_returned_as_utc(session):
+    org, contact = _org_and_contact(session)
+    case = SipCase(
+        reference="SIP-1",
+        convener_org_id=org.id,
+        convener_contact_id=contact.id,
+        identified_on=date(2026, 3, 1),
+    )
+    session.add(case)
+    session.flush()
+    cet = timezone(timedelta(hours=1))
+    start = datetime(2026, 3, 2, 9, 0, tzinfo=cet)
+    session.add(
+        Meeting(
+            code="m1",
+            case_id=case.id,
+            kind=MeetingKind.SIP_MEETING,
+            starts_at=start,
+            ends_at=start + timedelta(hours=1),
+            ical_uid="m1@test",
+        )
+    )
+    session.commit()
+    session.expunge_all()
+    got = session.scalars(select(Meeting)).one()
+    assert got.starts_at == datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    assert got.starts_at.tzinfo is not None
+
+
+def test_naive_datetimes_are_refused(session):
+    org, contact = _org_and_contact(session)
+    case = SipCase(
+        reference="SIP-1",
+        convener_org_id=org.id,
+        convener_contact_id=contact.id,
+        identified_on=date(2026, 3, 1),
+    )
+    session.add(case)
+    session.flush()
+    session.add(
+        Meeting(
+            code="m1",
+            case_id=case.id,
+            kind=MeetingKind.SIP_MEETING,
+            starts_at=datetime(2026, 3, 2, 9),
+            ends_at=datetime(2026, 3, 2, 10),
+            ical_uid="m1@test",
+        )
+    )
+    with pytest.raises(Exception, match="naive datetime"):
+        session.flush()
+
+
+def test_foreign_keys_are_enforced(session):
+    session.add(Contact(code="c1", organisation_id=999, name="x", email="x@example.se"))
+    with pytest.raises(IntegrityError):
+        session.flush()
+
+
+def test_meeting_must_end_after_it_starts(session):
+    org, contact = _org_and_contact(session)
+    case = SipCase(
+        reference="SIP-1",
+        convener_org_id=org.id,
+        convener_contact_id=contact.id,
+        identified_on=date(2026, 3, 1),
+    )
+    session.add(case)
+    session.flush()
+    t = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    session.add(
+        Meeting(
+            code="m1", case_id=case.id, kind=MeetingKind.SIP_MEETING, starts_at=t, ends_at=t, ical_uid="u"
+        )
+    )
+    with pytest.raises(IntegrityError):
+        session.flush()
+
+
+def test_migrations_match_the_models(engine):
+    """Autogenerate finds nothing to do: the models and the migration describe the same schema."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from sipflows.models import Base
+
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
