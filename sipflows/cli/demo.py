@@ -1,0 +1,44 @@
+"""CLI commands: ``sipflows demo`` — load the Västra Mälardalen demo region into the register."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import typer
+
+from sipflows.cli.common import effective_policy, register_engine
+from sipflows.db import session_scope
+from sipflows.demo import DEMO_DATE, build_demo
+
+
+def _parse_date(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not a date (YYYY-MM-DD)") from None
+
+
+def demo_command(
+    on: Annotated[
+        str, typer.Option("--date", help="The day the demo is laid out for (the sweep's judged date).")
+    ] = DEMO_DATE.isoformat(),
+    database_url: Annotated[
+        str | None, typer.Option(help="Register URL; default from SIPFLOWS_ settings.")
+    ] = None,
+) -> None:
+    """Load the demo region (idempotent; another --date moves its timeline) and print what is due."""
+    today = _parse_date(on)
+    policy = effective_policy()
+    engine = register_engine(database_url)
+    try:
+        with session_scope(engine) as session:
+            summary = build_demo(session, today, policy=policy)
+    finally:
+        engine.dispose()
+    for line in summary.lines():
+        typer.echo(line)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo_command)

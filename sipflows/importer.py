@@ -1,0 +1,1232 @@
+"""CSV import into the register: whole files or nothing, every error at once, upsert by external code.
+
+The format is documented in ``docs/import-format.md``. Rows refer to each other by codes and references
+(organisation code, contact code, case reference, meeting code), never by database ids, so that an export
+from another system can be loaded as it is and loaded again to update it.
+
+A file is validated completely before anything of it is written; if any row is wrong, nothing of that file
+is written and every problem is reported as ``file:line: column 'x': reason``. Files are imported in
+dependency order, each in its own transaction, and the first failing file stops the ones after it (they
+would only repeat its errors as unknown references).
+
+Work is set-based: each file loads the codes it refers to with a few ``IN`` queries and writes with bulk
+INSERT and bulk UPDATE statements, so that a file of 100 000 rows is a handful of statements, not 100 000.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from enum import Enum
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from sqlalchemy import Engine, insert, select, update
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
+
+from sipflows.models import (
+    Answer,
+    Base,
+    CaseStatus,
+    ClosedDay,
+    ClosureReason,
+    Contact,
+    ContactKind,
+    Deviation,
+    DeviationKind,
+    Invitation,
+    Language,
+    Meeting,
+    MeetingKind,
+    MeetingStatus,
+    Organisation,
+    OrgKind,
+    Participant,
+    Principal,
+    Severity,
+    SipCase,
+)
+from sipflows.timeutil import STOCKHOLM
+
+# The order files are imported in: every file refers only to kinds before it.
+KINDS = (
+    "organisations",
+    "closed_days",
+    "contacts",
+    "cases",
+    "participants",
+    "meetings",
+    "invitations",
+    "deviations",
+)
+
+# Keep every IN list well below SQLite's and psycopg's parameter limits.
+_CHUNK = 900
+
+# Meeting fields whose change the invitees must hear about: a change raises the iCalendar SEQUENCE.
+CALENDAR_FIELDS = ("starts_at", "ends_at", "place", "digital_link", "purpose")
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class ImportIssue:
+    """One problem in one cell (or one file): where it is and what is wrong, never a personal value."""
+
+    file: str
+    line: int | None
+    column: str | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        if self.column is None:
+            return f"{where}: {self.reason}"
+        return f"{where}: column '{self.column}': {self.reason}"
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str
+    kind: str
+    rows: int
+    inserted: int
+    updated: int
+    unchanged: int
+
+
+@dataclass
+class ImportReport:
+    """What was imported: the files written (in order) and the ones that were not."""
+
+    files: list[FileResult] = field(default_factory=list)
+    failed: str | None = None
+    not_attempted: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def imported(self) -> list[str]:
+        return [f.path for f in self.files]
+
+
+class ImportErrors(Exception):
+    """A file (or the list of files) was refused. ``errors`` holds every problem found in it; ``report``
+    says which files before it were imported and which were not attempted."""
+
+    def __init__(self, errors: Sequence[ImportIssue], report: ImportReport | None = None) -> None:
+        self.errors = list(errors)
+        self.report = report or ImportReport()
+        super().__init__(f"{len(self.errors)} import error(s); first: {self.errors[0]}" if errors else "")
+
+
+# --------------------------------------------------------------------------------------------- parsing
+
+
+class _Invalid(ValueError):
+    """A cell's value is wrong; the message is the reason shown to the user."""
+
+
+Parser = Callable[[str], Any]
+
+
+def _text(max_len: int | None) -> Parser:
+    def parse(raw: str) -> str:
+        if max_len is not None and len(raw) > max_len:
+            # never echo the value: it may be personal data
+            raise _Invalid(f"longer than {max_len} characters ({len(raw)})")
+        return raw
+
+    return parse
+
+
+def _enum(cls: type[Enum]) -> Parser:
+    allowed = [str(m.value) for m in cls]
+    by_value = {str(m.value): m for m in cls}
+
+    def parse(raw: str) -> Enum:
+        member = by_value.get(raw.strip().lower())
+        if member is None:
+            raise _Invalid(f"'{raw}' is not one of: {', '.join(allowed)}")
+        return member
+
+    return parse
+
+
+_TRUE = {"yes", "ja", "true", "1", "x", "y", "j"}
+_FALSE = {"no", "nej", "false", "0", "n"}
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise _Invalid(f"'{raw}' is not yes or no")
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _date(raw: str) -> date:
+    if not _DATE.match(raw):
+        raise _Invalid(f"'{raw}' is not a date (expected YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise _Invalid(f"'{raw}' is not a valid date") from None
+
+
+_DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2})?)(Z|[+-]\d{2}:?\d{2})?$")
+
+
+def _datetime(raw: str) -> datetime:
+    """Stockholm wall-clock time, or ISO 8601 with an offset; returned as aware UTC."""
+    match = _DATETIME.match(raw)
+    if not match:
+        raise _Invalid(
+            f"'{raw}' is not a date and time (expected YYYY-MM-DD HH:MM in Stockholm time, "
+            "or ISO 8601 with an offset such as 2026-11-24T09:00+01:00)"
+        )
+    day, clock, offset = match.groups()
+    try:
+        parsed = datetime.fromisoformat(f"{day}T{clock}{offset or ''}".replace("Z", "+00:00"))
+    except ValueError:
+        raise _Invalid(f"'{raw}' is not a valid date and time") from None
+    if parsed.tzinfo is not None:
+        return parsed.astimezone(UTC)
+    first = parsed.replace(tzinfo=STOCKHOLM, fold=0)
+    second = parsed.replace(tzinfo=STOCKHOLM, fold=1)
+    if first.utcoffset() != second.utcoffset():
+        if first.astimezone(UTC).astimezone(STOCKHOLM).replace(tzinfo=None) != parsed:
+            raise _Invalid(f"'{raw}' does not exist in Stockholm (the clocks go forward then)")
+        raise _Invalid(
+            f"'{raw}' happens twice in Stockholm (the clocks go back); add the offset, e.g. +02:00"
+        )
+    return first.astimezone(UTC)
+
+
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
+
+
+def _email(raw: str) -> str:
+    if len(raw) > 254 or not _EMAIL.match(raw) or ".." in raw:
+        raise _Invalid(f"'{raw}' is not an email address")
+    return raw
+
+
+def _url(raw: str) -> str:
+    if len(raw) > 500:
+        raise _Invalid(f"longer than 500 characters ({len(raw)})")
+    if not re.match(r"^https?://[^\s/]+\S*$", raw, re.IGNORECASE):
+        raise _Invalid(f"'{raw}' is not an http(s) address")
+    return raw
+
+
+@dataclass(frozen=True)
+class Column:
+    """One documented column. Required columns must be in the header and non-empty in every row; an
+    empty optional cell means ``default`` (None for most)."""
+
+    name: str
+    parse: Parser
+    required: bool = False
+    default: Any = None
+
+
+def _code(name: str, required: bool = True) -> Column:
+    return Column(name, _text(64), required=required)
+
+
+SPECS: dict[str, tuple[Column, ...]] = {
+    "organisations": (
+        _code("code"),
+        Column("name", _text(200), required=True),
+        Column("kind", _enum(OrgKind), required=True),
+        Column("principal", _enum(Principal)),
+    ),
+    "closed_days": (
+        _code("organisation"),
+        Column("day", _date, required=True),
+        Column("reason", _text(200)),
+    ),
+    "contacts": (
+        _code("code"),
+        _code("organisation"),
+        Column("name", _text(200), required=True),
+        Column("email", _email, required=True),
+        Column("kind", _enum(ContactKind), default=ContactKind.PERSON),
+        Column("language", _enum(Language), default=Language.SV),
+        _code("escalation_contact", required=False),
+        Column("escalation_for_organisation", _bool, default=False),
+        Column("report_recipient", _bool, default=False),
+    ),
+    "cases": (
+        _code("reference"),
+        _code("convener_contact"),
+        _code("convener_organisation", required=False),
+        _code("coordinator", required=False),
+        Column("individual_name", _text(200)),
+        Column("personal_identity_number", _text(20)),
+        Column("case_notes", _text(None)),
+        Column("status", _enum(CaseStatus), default=CaseStatus.IDENTIFIED),
+        Column("identified_on", _date, required=True),
+        Column("offered_on", _date),
+        Column("activated_on", _date),
+        Column("closed_on", _date),
+        Column("closure_reason", _enum(ClosureReason)),
+        Column("consent_given_on", _date),
+        Column("consent_withdrawn_on", _date),
+        Column("follow_up_due", _date),
+    ),
+    "participants": (
+        _code("case"),
+        _code("contact"),
+        Column("role", _text(64), default="participant"),
+    ),
+    "meetings": (
+        _code("code"),
+        _code("case"),
+        Column("kind", _enum(MeetingKind), required=True),
+        Column("starts_at", _datetime, required=True),
+        Column("ends_at", _datetime, required=True),
+        Column("place", _text(300)),
+        Column("digital_link", _url),
+        Column("purpose", _text(None)),
+        Column("status", _enum(MeetingStatus), default=MeetingStatus.SCHEDULED),
+        Column("documented_at", _datetime),
+    ),
+    "invitations": (
+        _code("meeting"),
+        _code("contact"),
+        Column("required", _bool, default=True),
+        Column("sent_at", _datetime),
+        Column("answer", _enum(Answer), default=Answer.NONE),
+        Column("answered_at", _datetime),
+        Column("attended", _bool),
+    ),
+    "deviations": (
+        _code("code"),
+        _code("case"),
+        _code("reported_by"),
+        _code("concerning_organisation"),
+        Column("kind", _enum(DeviationKind), required=True),
+        Column("severity", _enum(Severity), default=Severity.NORMAL),
+        Column("description", _text(None)),
+        Column("reported_at", _datetime, required=True),
+        Column("acknowledged_at", _datetime),
+        Column("replied_at", _datetime),
+        Column("resolved_at", _datetime),
+    ),
+}
+
+# The columns that identify a row within its file (and in the register).
+KEYS: dict[str, tuple[str, ...]] = {
+    "organisations": ("code",),
+    "closed_days": ("organisation", "day"),
+    "contacts": ("code",),
+    "cases": ("reference",),
+    "participants": ("case", "contact"),
+    "meetings": ("code",),
+    "invitations": ("meeting", "contact"),
+    "deviations": ("code",),
+}
+
+
+_DEFAULTS = {kind: {c.name: c.default for c in columns} for kind, columns in SPECS.items()}
+
+
+@dataclass
+class Record:
+    """One data row: its first physical line and the parsed values of the columns in the header."""
+
+    line: int
+    values: dict[str, Any]
+
+
+@dataclass
+class Table:
+    """A parsed file (or rows handed over by the demo): the kind, the columns given, the rows."""
+
+    source: str
+    kind: str
+    columns: frozenset[str]
+    records: list[Record]
+    # cell errors found while parsing; the import goes on to find reference errors too, then refuses
+    issues: list[ImportIssue] = field(default_factory=list)
+
+
+def detect_delimiter(header_line: str) -> str:
+    """Excel in Sweden saves ``;``, most other tools ``,``; the header (plain column names) tells which."""
+    return ";" if header_line.count(";") > header_line.count(",") else ","
+
+
+def _kind_of(path: Path) -> str | None:
+    name = path.name.lower()
+    if not name.endswith(".csv"):
+        return None
+    stem = name[: -len(".csv")]
+    return stem if stem in SPECS else None
+
+
+def read_table(path: Path, kind: str, source: str | None = None) -> Table:
+    """Read and parse one CSV file; raises ImportErrors when it cannot be read, is not UTF-8 or its header
+    is wrong (cell errors are collected in the table, see ``parse_table``)."""
+    src = source or str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ImportErrors([ImportIssue(src, None, None, f"cannot be read: {exc.strerror or exc}")]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ImportErrors(
+            [ImportIssue(src, line, None, "is not UTF-8 text; save it as 'CSV UTF-8' (Excel) or UTF-8")]
+        ) from None
+    return parse_table(text, kind, src)
+
+
+def parse_table(text: str, kind: str, source: str) -> Table:
+    """Parse CSV text of one kind (header on line 1). A wrong header raises ImportErrors at once; wrong
+    cells are collected in ``Table.issues`` (their value is None) so that the rows are still checked."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    issues: list[ImportIssue] = []
+
+    def issue(line: int | None, column: str | None, reason: str) -> None:
+        issues.append(ImportIssue(source, line, column, reason))
+
+    first_line = text.splitlines()[0] if text.strip() else ""
+    if not first_line.strip():
+        raise ImportErrors([ImportIssue(source, 1, None, "the first line must be the header (column names)")])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=detect_delimiter(first_line), strict=True)
+    specs = {c.name: c for c in SPECS[kind]}
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except csv.Error as exc:
+        raise ImportErrors([ImportIssue(source, 1, None, f"the header is not valid CSV: {exc}")]) from None
+
+    seen: set[str] = set()
+    for name in header:
+        if name == "":
+            issue(1, None, "a column has no name in the header")
+        elif name not in specs:
+            issue(1, name, f"unknown column; the columns of {kind}.csv are: {', '.join(specs)}")
+        elif name in seen:
+            issue(1, name, "the column appears twice in the header")
+        seen.add(name)
+    for col in specs.values():
+        if col.required and col.name not in seen:
+            issue(1, col.name, "required column missing from the header")
+    if issues:
+        raise ImportErrors(issues)
+
+    records: list[Record] = []
+    previous_end = reader.line_num
+    try:
+        for cells in reader:
+            line = previous_end + 1
+            previous_end = reader.line_num
+            if not any(c.strip() for c in cells):
+                continue  # blank lines and Excel's trailing ';;;;' rows
+            if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
+                issue(line, None, f"has {len(cells)} fields but the header has {len(header)}")
+                continue
+            values: dict[str, Any] = {}
+            for i, name in enumerate(header):
+                col = specs[name]
+                cell = cells[i].strip() if i < len(cells) else ""
+                if cell == "":
+                    if col.required:
+                        issue(line, name, "a value is required")
+                    values[name] = col.default
+                    continue
+                try:
+                    values[name] = col.parse(cell)
+                except _Invalid as exc:
+                    issue(line, name, str(exc))
+                    values[name] = None
+            records.append(Record(line, values))
+    except csv.Error as exc:
+        issue(reader.line_num, None, f"not valid CSV: {exc}")
+    return Table(source, kind, frozenset(header), records, issues)
+
+
+def table_from_rows(kind: str, rows: Sequence[Mapping[str, str]], source: str) -> Table:
+    """A table from rows of strings (as a CSV file would give them), for generators such as the demo.
+    Cell errors are left in ``Table.issues``; ``import_table`` refuses the table if there are any."""
+    columns: list[str] = []
+    for row in rows:
+        for name in row:
+            if name not in columns:
+                columns.append(name)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow([row.get(c, "") for c in columns])
+    return parse_table(buf.getvalue(), kind, source)
+
+
+# --------------------------------------------------------------------------------------------- register
+
+
+def _unique(values: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(v for v in values if v is not None))
+
+
+def _select_in(session: Session, columns: Sequence[Any], in_column: Any, values: Iterable[Any]) -> list[Any]:
+    """``SELECT columns WHERE in_column IN values`` in chunks: one query per 900 values, not per row."""
+    wanted = _unique(values)
+    rows: list[Any] = []
+    for i in range(0, len(wanted), _CHUNK):
+        rows.extend(session.execute(select(*columns).where(in_column.in_(wanted[i : i + _CHUNK]))).all())
+    return rows
+
+
+def _write(
+    session: Session, model: type[Base], inserts: list[dict[str, Any]], updates: list[dict[str, Any]]
+) -> None:
+    """Bulk INSERT and bulk UPDATE by primary key, grouped so each statement has one set of columns.
+
+    The INSERT asks for RETURNING so that SQLAlchemy sends it in multi-row batches ("insertmanyvalues") on
+    both databases."""
+    if inserts:
+        session.execute(insert(model).returning(model.__table__.c.id), inserts).all()
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in updates:
+        groups.setdefault(tuple(sorted(row)), []).append(row)
+    for rows in groups.values():
+        session.execute(update(model), rows)
+
+
+def _current(row: Any, attrs: Sequence[str]) -> dict[str, Any]:
+    return {a: getattr(row, a) for a in attrs}
+
+
+def _changes(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in new.items() if current.get(k) != v}
+
+
+def meeting_uid(code: str, mail_domain: str) -> str:
+    """A new meeting's iCalendar UID: the meeting code at the service's mail domain.
+
+    Derived from the code (unique in the register) and fixed at first import, so a re-import never
+    changes it and calendars keep recognising the meeting."""
+    return f"{quote(code, safe='')}@{mail_domain}"
+
+
+class _Job:
+    """One table being imported in one transaction: its session, errors and reference look-ups."""
+
+    def __init__(self, session: Session, table: Table, now: datetime, mail_domain: str) -> None:
+        self.session = session
+        self.table = table
+        self.now = now
+        self.mail_domain = mail_domain
+        self.issues: list[ImportIssue] = list(table.issues)
+
+    @property
+    def records(self) -> list[Record]:
+        return self.table.records
+
+    def has(self, column: str) -> bool:
+        return column in self.table.columns
+
+    def issue(self, line: int, column: str | None, reason: str) -> None:
+        self.issues.append(ImportIssue(self.table.source, line, column, reason))
+
+    def raise_if_issues(self) -> None:
+        if self.issues:
+            raise ImportErrors(sorted(self.issues, key=lambda i: i.line or 0))
+
+    def check_duplicates(self) -> None:
+        key = KEYS[self.table.kind]
+        first: dict[tuple[Any, ...], int] = {}
+        for rec in self.records:
+            value = tuple(rec.values.get(k) for k in key)
+            if any(v is None for v in value):
+                continue
+            if value in first:
+                shown = ", ".join(f"{k} '{v}'" for k, v in zip(key, value, strict=True))
+                self.issue(rec.line, key[-1], f"duplicate row: {shown} is already on line {first[value]}")
+            else:
+                first[value] = rec.line
+
+    # references: one chunked query per kind referred to, loaded once per file
+
+    def organisations(self, column: str) -> dict[str, int]:
+        codes = [r.values.get(column) for r in self.records]
+        found = dict(_select_in(self.session, (Organisation.code, Organisation.id), Organisation.code, codes))
+        self._unknown(column, found, "organisation")
+        return found
+
+    def contacts(self, *columns: str) -> dict[str, tuple[int, int]]:
+        """code → (contact id, organisation id)."""
+        codes = [r.values.get(c) for r in self.records for c in columns]
+        rows = _select_in(
+            self.session, (Contact.code, Contact.id, Contact.organisation_id), Contact.code, codes
+        )
+        found = {code: (cid, org) for code, cid, org in rows}
+        for column in columns:
+            self._unknown(column, found, "contact")
+        return found
+
+    def cases(self, column: str) -> dict[str, Any]:
+        codes = [r.values.get(column) for r in self.records]
+        rows = _select_in(
+            self.session,
+            (SipCase.reference, SipCase.id, SipCase.convener_contact_id, SipCase.coordinator_contact_id),
+            SipCase.reference,
+            codes,
+        )
+        found = {row.reference: row for row in rows}
+        self._unknown(column, found, "case")
+        return found
+
+    def meetings(self, column: str) -> dict[str, tuple[int, int]]:
+        codes = [r.values.get(column) for r in self.records]
+        rows = _select_in(self.session, (Meeting.code, Meeting.id, Meeting.case_id), Meeting.code, codes)
+        found = {code: (mid, case_id) for code, mid, case_id in rows}
+        self._unknown(column, found, "meeting")
+        return found
+
+    def _unknown(self, column: str, found: Mapping[str, Any], what: str) -> None:
+        if not self.has(column):
+            return
+        for rec in self.records:
+            code = rec.values.get(column)
+            if code is not None and code not in found:
+                self.issue(
+                    rec.line,
+                    column,
+                    f"unknown {what} '{code}' (not in the register nor in an earlier file of this import)",
+                )
+
+    def existing(
+        self, model: type[Base], key_attr: InstrumentedAttribute[Any], attrs: Sequence[str]
+    ) -> dict[Any, Any]:
+        column = KEYS[self.table.kind][0]
+        keys = [r.values.get(column) for r in self.records]
+        columns = [key_attr, *(getattr(model, a) for a in ("id", *attrs))]
+        return {getattr(row, key_attr.key): row for row in _select_in(self.session, columns, key_attr, keys)}
+
+    def result(self, inserted: int, updated: int) -> FileResult:
+        n = len(self.records)
+        return FileResult(self.table.source, self.table.kind, n, inserted, updated, n - inserted - updated)
+
+
+def _effective(rec: Record, column: str, current: Any, job: _Job) -> Any:
+    """The value a field will have after the import: the file's if the column is given, else the
+    register's (absent columns are left untouched), else the documented default."""
+    if job.has(column):
+        return rec.values.get(column)
+    if current is not None:
+        return getattr(current, column)
+    return _DEFAULTS[job.table.kind][column]
+
+
+# --------------------------------------------------------------------------------------------- per kind
+
+
+def _import_organisations(job: _Job) -> FileResult:
+    job.check_duplicates()
+    job.raise_if_issues()
+    attrs = ("name", "kind", "principal")
+    existing = job.existing(Organisation, Organisation.code, attrs)
+    inserts, updates = [], []
+    for rec in job.records:
+        v = rec.values
+        new = {a: v[a] for a in attrs if job.has(a)}
+        row = existing.get(v["code"])
+        if row is None:
+            inserts.append({"code": v["code"], "principal": None, **new})
+        elif changes := _changes(_current(row, attrs), new):
+            updates.append({"id": row.id, **changes})
+    _write(job.session, Organisation, inserts, updates)
+    return job.result(len(inserts), len(updates))
+
+
+def _import_closed_days(job: _Job) -> FileResult:
+    job.check_duplicates()
+    orgs = job.organisations("organisation")
+    job.raise_if_issues()
+    rows = _select_in(
+        job.session,
+        (ClosedDay.id, ClosedDay.organisation_id, ClosedDay.day, ClosedDay.reason),
+        ClosedDay.organisation_id,
+        orgs.values(),
+    )
+    existing = {(r.organisation_id, r.day): r for r in rows}
+    inserts, updates = [], []
+    for rec in job.records:
+        v = rec.values
+        org_id = orgs[v["organisation"]]
+        row = existing.get((org_id, v["day"]))
+        new = {"reason": v["reason"]} if job.has("reason") else {}
+        if row is None:
+            inserts.append({"organisation_id": org_id, "day": v["day"], "reason": None, **new})
+        elif changes := _changes(_current(row, ("reason",)), new):
+            updates.append({"id": row.id, **changes})
+    _write(job.session, ClosedDay, inserts, updates)
+    return job.result(len(inserts), len(updates))
+
+
+def _import_contacts(job: _Job) -> FileResult:
+    job.check_duplicates()
+    orgs = job.organisations("organisation")
+    in_file = {r.values["code"] for r in job.records if r.values.get("code")}
+    referred = [r.values.get("escalation_contact") for r in job.records]
+    in_register = dict(_select_in(job.session, (Contact.code, Contact.id), Contact.code, referred))
+    escalation_for: dict[str, int] = {}
+    for rec in job.records:
+        v = rec.values
+        ref = v.get("escalation_contact")
+        if ref is not None:
+            if ref == v.get("code"):
+                job.issue(rec.line, "escalation_contact", "a contact cannot be its own escalation contact")
+            elif ref not in in_register and ref not in in_file:
+                job.issue(
+                    rec.line,
+                    "escalation_contact",
+                    f"unknown contact '{ref}' (not in the register, in this file nor in an earlier file)",
+                )
+        if v.get("escalation_for_organisation") and v.get("organisation") is not None:
+            org_code = v["organisation"]
+            if org_code in escalation_for:
+                job.issue(
+                    rec.line,
+                    "escalation_for_organisation",
+                    f"organisation '{org_code}' already has its escalation contact on line "
+                    f"{escalation_for[org_code]}",
+                )
+            else:
+                escalation_for[org_code] = rec.line
+    job.raise_if_issues()
+
+    attrs = (
+        "organisation_id",
+        "name",
+        "email",
+        "kind",
+        "language",
+        "report_recipient",
+        "escalation_contact_id",
+    )
+    existing = job.existing(Contact, Contact.code, attrs)
+    new_rows = [r for r in job.records if r.values["code"] not in existing]
+    ids = dict(in_register) | {code: row.id for code, row in existing.items()}
+    # New contacts go in two waves so that most escalation ids are known at INSERT time (staff after their
+    # chiefs); the few left (chains, cycles) get theirs by UPDATE below.
+    escalation_at_insert: dict[str, int | None] = {}
+    for wave in (1, 2):
+        ready = [
+            r.values
+            for r in new_rows
+            if r.values["code"] not in escalation_at_insert
+            and (
+                wave == 2
+                or r.values.get("escalation_contact") is None
+                or r.values["escalation_contact"] in ids
+            )
+        ]
+        for v in ready:
+            escalation_at_insert[v["code"]] = ids.get(v.get("escalation_contact") or "")
+        inserts = [
+            {
+                "code": v["code"],
+                "organisation_id": orgs[v["organisation"]],
+                "name": v["name"],
+                "email": v["email"],
+                "kind": v.get("kind", ContactKind.PERSON),
+                "language": v.get("language", Language.SV),
+                "report_recipient": v.get("report_recipient", False),
+                "escalation_contact_id": escalation_at_insert[v["code"]],
+            }
+            for v in ready
+        ]
+        _write(job.session, Contact, inserts, [])
+        ids.update(
+            _select_in(job.session, (Contact.code, Contact.id), Contact.code, [v["code"] for v in ready])
+        )
+
+    updates = []
+    changed: set[int] = set()
+    for rec in job.records:
+        v = rec.values
+        new: dict[str, Any] = {
+            "organisation_id": orgs[v["organisation"]],
+            "name": v["name"],
+            "email": v["email"],
+        }
+        for attr in ("kind", "language", "report_recipient"):
+            if job.has(attr):
+                new[attr] = v[attr]
+        if job.has("escalation_contact"):
+            ref = v["escalation_contact"]
+            new["escalation_contact_id"] = ids[ref] if ref is not None else None
+        row = existing.get(v["code"])
+        if row is None:
+            target = new.get("escalation_contact_id")
+            if target != escalation_at_insert[v["code"]]:
+                updates.append({"id": ids[v["code"]], "escalation_contact_id": target})
+        elif changes := _changes(_current(row, attrs), new):
+            updates.append({"id": row.id, **changes})
+            changed.add(row.id)
+    _write(job.session, Contact, [], updates)
+
+    if job.has("escalation_for_organisation"):
+        changed |= _set_organisation_escalations(job, orgs, ids)
+    existing_ids = {row.id for row in existing.values()}
+    return job.result(len(new_rows), len(changed & existing_ids))
+
+
+def _set_organisation_escalations(job: _Job, orgs: Mapping[str, int], ids: Mapping[str, int]) -> set[int]:
+    """``escalation_for_organisation`` is authoritative for the contacts in the file: yes makes the contact
+    its organisation's escalation contact, no takes the role away. Returns the contacts whose role changed."""
+    wanted = {
+        orgs[r.values["organisation"]]: ids[r.values["code"]]
+        for r in job.records
+        if r.values["escalation_for_organisation"]
+    }
+    in_file = {ids[r.values["code"]] for r in job.records}
+    columns = (Organisation.id, Organisation.escalation_contact_id)
+    current = {
+        row.id: row.escalation_contact_id for row in _select_in(job.session, columns, Organisation.id, wanted)
+    }
+    for row in _select_in(job.session, columns, Organisation.escalation_contact_id, in_file):
+        current[row.id] = row.escalation_contact_id
+    updates = []
+    touched: set[int] = set()
+    for org_id, contact_id in current.items():
+        # an organisation keeps an escalation contact the file does not mention
+        target = wanted.get(org_id, None if contact_id in in_file else contact_id)
+        if target != contact_id:
+            updates.append({"id": org_id, "escalation_contact_id": target})
+            touched.update(c for c in (target, contact_id) if c is not None)
+    _write(job.session, Organisation, [], updates)
+    return touched
+
+
+def _import_cases(job: _Job) -> FileResult:
+    job.check_duplicates()
+    contacts = job.contacts("convener_contact", "coordinator")
+    orgs = job.organisations("convener_organisation")
+    attrs = (
+        "convener_org_id",
+        "convener_contact_id",
+        "coordinator_contact_id",
+        "individual_name",
+        "personal_identity_number",
+        "case_notes",
+        "status",
+        "identified_on",
+        "offered_on",
+        "activated_on",
+        "closed_on",
+        "closure_reason",
+        "consent_given_on",
+        "consent_withdrawn_on",
+        "follow_up_due",
+    )
+    existing = job.existing(SipCase, SipCase.reference, attrs)
+    for rec in job.records:
+        v = rec.values
+        convener = contacts.get(v.get("convener_contact") or "")
+        org_code = v.get("convener_organisation")
+        if convener and org_code in orgs and orgs[org_code] != convener[1]:
+            job.issue(
+                rec.line,
+                "convener_organisation",
+                f"contact '{v['convener_contact']}' does not belong to organisation '{org_code}'",
+            )
+        current = existing.get(v.get("reference"))
+
+        def eff(column: str, rec: Record = rec, current: Any = current) -> Any:
+            return _effective(rec, column, current, job)
+
+        identified = eff("identified_on")
+        for later in ("offered_on", "activated_on", "closed_on"):
+            d = eff(later)
+            if d is not None and identified is not None and d < identified:
+                job.issue(rec.line, later, f"{d} is before identified_on {identified}")
+        given, withdrawn = eff("consent_given_on"), eff("consent_withdrawn_on")
+        if given is not None and withdrawn is not None and withdrawn < given:
+            job.issue(rec.line, "consent_withdrawn_on", f"{withdrawn} is before consent_given_on {given}")
+        status = eff("status")
+        if status == CaseStatus.CLOSED and eff("closed_on") is None:
+            job.issue(rec.line, "closed_on", "a closed case needs the date it was closed")
+        if status is not None and status != CaseStatus.CLOSED:
+            for column in ("closed_on", "closure_reason"):
+                if job.has(column) and v.get(column) is not None:
+                    job.issue(rec.line, column, f"given but the status is '{status}', not 'closed'")
+    job.raise_if_issues()
+
+    inserts, updates = [], []
+    for rec in job.records:
+        v = rec.values
+        convener_id, convener_org = contacts[v["convener_contact"]]
+        new: dict[str, Any] = {"convener_contact_id": convener_id, "convener_org_id": convener_org}
+        if job.has("coordinator"):
+            new["coordinator_contact_id"] = contacts[v["coordinator"]][0] if v["coordinator"] else None
+        for attr in attrs[3:]:
+            if job.has(attr):
+                new[attr] = v[attr]
+        row = existing.get(v["reference"])
+        if row is None:
+            defaults: dict[str, Any] = {a: None for a in attrs}
+            defaults["status"] = CaseStatus.IDENTIFIED
+            inserts.append({**defaults, "reference": v["reference"], **new})
+        elif changes := _changes(_current(row, attrs), new):
+            updates.append({"id": row.id, **changes})
+    _write(job.session, SipCase, inserts, updates)
+    return job.result(len(inserts), len(updates))
+
+
+def _import_participants(job: _Job) -> FileResult:
+    job.check_duplicates()
+    cases = job.cases("case")
+    contacts = job.contacts("contact")
+    job.raise_if_issues()
+    rows = _select_in(
+        job.session,
+        (Participant.id, Participant.case_id, Participant.contact_id, Participant.role),
+        Participant.case_id,
+        (c.id for c in cases.values()),
+    )
+    existing = {(r.case_id, r.contact_id): r for r in rows}
+    inserts, updates = [], []
+    for rec in job.records:
+        v = rec.values
+        key = (cases[v["case"]].id, contacts[v["contact"]][0])
+        row = existing.get(key)
+        new = {"role": v["role"]} if job.has("role") else {}
+        if row is None:
+            inserts.append({"case_id": key[0], "contact_id": key[1], "role": "participant", **new})
+        elif changes := _changes(_current(row, ("role",)), new):
+            updates.append({"id": row.id, **changes})
+    _write(job.session, Participant, inserts, updates)
+    return job.result(len(inserts), len(updates))
+
+
+def _import_meetings(job: _Job) -> FileResult:
+    job.check_duplicates()
+    cases = job.cases("case")
+    attrs = ("case_id", "kind", *CALENDAR_FIELDS, "status", "documented_at", "sequence")
+    existing = job.existing(Meeting, Meeting.code, attrs)
+    for rec in job.records:
+        v = rec.values
+        start, end = v.get("starts_at"), v.get("ends_at")
+        if start is not None and end is not None and end <= start:
+            job.issue(rec.line, "ends_at", "the meeting ends before (or when) it starts")
+        current = existing.get(v.get("code"))
+        status = _effective(rec, "status", current, job)
+        documented = _effective(rec, "documented_at", current, job)
+        if documented is not None and status is not None and status != MeetingStatus.HELD:
+            job.issue(
+                rec.line,
+                "documented_at" if job.has("documented_at") else "status",
+                f"documented_at is set but the status is '{status}', not 'held'",
+            )
+        if documented is not None and start is not None and documented < start:
+            job.issue(rec.line, "documented_at", "documented before the meeting started")
+    job.raise_if_issues()
+
+    inserts, updates = [], []
+    for rec in job.records:
+        v = rec.values
+        new: dict[str, Any] = {"case_id": cases[v["case"]].id}
+        for attr in ("kind", *CALENDAR_FIELDS, "status", "documented_at"):
+            if job.has(attr):
+                new[attr] = v[attr]
+        row = existing.get(v["code"])
+        if row is None:
+            base = {a: None for a in CALENDAR_FIELDS} | {
+                "status": MeetingStatus.SCHEDULED,
+                "documented_at": None,
+            }
+            inserts.append(
+                {
+                    **base,
+                    **new,
+                    "code": v["code"],
+                    "ical_uid": meeting_uid(v["code"], job.mail_domain),
+                    "sequence": 0,
+                    "updated_at": job.now,
+                }
+            )
+            continue
+        changes = _changes(_current(row, attrs), new)
+        if not changes:
+            continue
+        cancelled_before = row.status == MeetingStatus.CANCELLED
+        cancelled_after = changes.get("status", row.status) == MeetingStatus.CANCELLED
+        if any(f in changes for f in CALENDAR_FIELDS) or cancelled_before != cancelled_after:
+            # what the invitees' calendars show changed: a new revision of the event
+            changes["sequence"] = row.sequence + 1
+        updates.append({"id": row.id, **changes, "updated_at": job.now})
+    _write(job.session, Meeting, inserts, updates)
+    return job.result(len(inserts), len(updates))
+
+
+def _import_invitations(job: _Job) -> FileResult:
+    job.check_duplicates()
+    meetings = job.meetings("meeting")
+    contacts = job.contacts("contact")
+    case_ids = {case_id for _, case_id in meetings.values()}
+    allowed: set[tuple[int, int]] = set()
+    for p in _select_in(
+        job.session, (Participant.case_id, Participant.contact_id), Participant.case_id, case_ids
+    ):
+        allowed.add((p.case_id, p.contact_id))
+    for c in _select_in(
+        job.session,
+        (SipCase.id, SipCase.convener_contact_id, SipCase.coordinator_contact_id),
+        SipCase.id,
+        case_ids,
+    ):
+        allowed.add((c.id, c.convener_contact_id))
+        if c.coordinator_contact_id is not None:
+            allowed.add((c.id, c.coordinator_contact_id))
+    rows = _select_in(
+        job.session,
+        (
+            Invitation.id,
+            Invitation.meeting_id,
+            Invitation.contact_id,
+            Invitation.required,
+            Invitation.sent_at,
+            Invitation.answer,
+            Invitation.answered_at,
+            Invitation.attended,
+        ),
+        Invitation.meeting_id,
+        (mid for mid, _ in meetings.values()),
+    )
+    existing = {(r.meeting_id, r.contact_id): r for r in rows}
+    for rec in job.records:
+        v = rec.values
+        meeting, contact = meetings.get(v.get("meeting") or ""), contacts.get(v.get("contact") or "")
+        if meeting is None or contact is None:
+            continue
+        if (meeting[1], contact[0]) not in allowed:
+            job.issue(
+                rec.line,
+                "contact",
+                f"contact '{v['contact']}' is not a participant of the meeting's case; add it to "
+                "participants.csv (a notice about a plan goes only to that plan's participants)",
+            )
+        current = existing.get((meeting[0], contact[0]))
+        answer = _effective(rec, "answer", current, job)
+        answered = _effective(rec, "answered_at", current, job)
+        sent = _effective(rec, "sent_at", current, job)
+        if answered is not None and answer == Answer.NONE:
+            job.issue(rec.line, "answered_at", "an answer time is given but the answer is 'none'")
+        if answered is not None and sent is not None and answered < sent:
+            job.issue(rec.line, "answered_at", "answered before the invitation was sent")
+    job.raise_if_issues()
+
+    attrs = ("required", "sent_at", "answer", "answered_at", "attended")
+    inserts, updates = [], []
+    for rec in job.records:
+        v = rec.values
+        key = (meetings[v["meeting"]][0], contacts[v["contact"]][0])
+        new = {a: v[a] for a in attrs if job.has(a)}
+        row = existing.get(key)
+        if row is None:
+            base = {
+                "required": True,
+                "sent_at": None,
+                "answer": Answer.NONE,
+                "answered_at": None,
+                "attended": None,
+            }
+            inserts.append({**base, **new, "meeting_id": key[0], "contact_id": key[1]})
+        elif changes := _changes(_current(row, attrs), new):
+            updates.append({"id": row.id, **changes})
+    _write(job.session, Invitation, inserts, updates)
+    return job.result(len(inserts), len(updates))
+
+
+def _import_deviations(job: _Job) -> FileResult:
+    job.check_duplicates()
+    cases = job.cases("case")
+    contacts = job.contacts("reported_by")
+    orgs = job.organisations("concerning_organisation")
+    later = ("acknowledged_at", "replied_at", "resolved_at")
+    attrs = (
+        "case_id",
+        "reported_by_contact_id",
+        "concerning_org_id",
+        "kind",
+        "severity",
+        "description",
+        "reported_at",
+        *later,
+    )
+    existing = job.existing(Deviation, Deviation.code, attrs)
+    for rec in job.records:
+        v = rec.values
+        current = existing.get(v.get("code"))
+        reported = v.get("reported_at")
+        for column in later:
+            value = _effective(rec, column, current, job)
+            if value is not None and reported is not None and value < reported:
+                job.issue(rec.line, column, "before the deviation was reported (reported_at)")
+    job.raise_if_issues()
+
+    inserts, updates = [], []
+    for rec in job.records:
+        v = rec.values
+        new: dict[str, Any] = {
+            "case_id": cases[v["case"]].id,
+            "reported_by_contact_id": contacts[v["reported_by"]][0],
+            "concerning_org_id": orgs[v["concerning_organisation"]],
+            "kind": v["kind"],
+            "reported_at": v["reported_at"],
+        }
+        for attr in ("severity", "description", *later):
+            if job.has(attr):
+                new[attr] = v[attr]
+        row = existing.get(v["code"])
+        if row is None:
+            base = {"severity": Severity.NORMAL, "description": None} | dict.fromkeys(later)
+            inserts.append({**base, **new, "code": v["code"]})
+        elif changes := _changes(_current(row, attrs), new):
+            updates.append({"id": row.id, **changes})
+    _write(job.session, Deviation, inserts, updates)
+    return job.result(len(inserts), len(updates))
+
+
+_HANDLERS: dict[str, Callable[[_Job], FileResult]] = {
+    "organisations": _import_organisations,
+    "closed_days": _import_closed_days,
+    "contacts": _import_contacts,
+    "cases": _import_cases,
+    "participants": _import_participants,
+    "meetings": _import_meetings,
+    "invitations": _import_invitations,
+    "deviations": _import_deviations,
+}
+
+
+def import_table(session: Session, table: Table, now: datetime, mail_domain: str) -> FileResult:
+    """Validate and write one table in the caller's transaction; raises ImportErrors, writing nothing,
+    when any row is wrong. Does not commit."""
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    return _HANDLERS[table.kind](_Job(session, table, now, mail_domain))
+
+
+# --------------------------------------------------------------------------------------------- files
+
+
+def collect_files(paths: Iterable[Path | str]) -> list[tuple[Path, str]]:
+    """The files to import with their kinds, in dependency order; a folder gives its ``*.csv`` files.
+
+    Unknown file names are refused rather than skipped: a misspelt ``meeting.csv`` must not be silently
+    left out."""
+    issues: list[ImportIssue] = []
+    found: list[tuple[Path, str]] = []
+    names = ", ".join(f"{k}.csv" for k in KINDS)
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            candidates = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
+            if not candidates:
+                issues.append(ImportIssue(str(path), None, None, f"the folder has no CSV files ({names})"))
+        elif path.exists():
+            candidates = [path]
+        else:
+            issues.append(ImportIssue(str(path), None, None, "no such file or folder"))
+            continue
+        for candidate in candidates:
+            kind = _kind_of(candidate)
+            if kind is None:
+                issues.append(
+                    ImportIssue(str(candidate), None, None, f"not an import file; the names are: {names}")
+                )
+            else:
+                found.append((candidate, kind))
+    if issues:
+        raise ImportErrors(issues, ImportReport(not_attempted=[str(p) for p, _ in found]))
+    return sorted(found, key=lambda item: KINDS.index(item[1]))
+
+
+def _file_error(source: str, exc: DBAPIError) -> ImportIssue:
+    # first line only: PostgreSQL's DETAIL line can quote row values
+    first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    return ImportIssue(
+        source, None, None, f"the database refused the file, nothing of it was written: {first}"
+    )
+
+
+def _stopped_at(report: ImportReport, files: Sequence[tuple[Path, str]], index: int) -> None:
+    report.failed = str(files[index][0])
+    report.not_attempted = [str(p) for p, _ in files[index + 1 :]]
+
+
+def import_files(
+    session_factory_or_engine: Engine | sessionmaker[Session],
+    paths: Iterable[Path | str],
+    now: datetime,
+    *,
+    mail_domain: str | None = None,
+    dry_run: bool = False,
+) -> ImportReport:
+    """Import the files (or folders) in dependency order, each file in its own transaction.
+
+    On the first file with errors that file is written not at all, the files after it are not attempted,
+    and ImportErrors is raised carrying every error of that file and a report of what was imported.
+    ``now`` stamps ``Meeting.updated_at``. With ``dry_run`` everything is validated and rolled back.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    if mail_domain is None:
+        from sipflows.settings import get_settings
+
+        mail_domain = get_settings().mail_domain
+    factory = (
+        sessionmaker(session_factory_or_engine, expire_on_commit=False)
+        if isinstance(session_factory_or_engine, Engine)
+        else session_factory_or_engine
+    )
+    files = collect_files(paths)
+    report = ImportReport(dry_run=dry_run)
+    dry_session = factory() if dry_run else None
+    if dry_session is not None:
+        dry_session.begin()
+    try:
+        for index, (path, kind) in enumerate(files):
+            try:
+                table = read_table(path, kind)
+                if dry_session is not None:
+                    # one transaction for all files, rolled back at the end (no savepoints: pysqlite's
+                    # SAVEPOINT outside its own transaction handling would commit)
+                    result = import_table(dry_session, table, now, mail_domain)
+                else:
+                    with factory() as session, session.begin():
+                        result = import_table(session, table, now, mail_domain)
+            except ImportErrors as exc:
+                _stopped_at(report, files, index)
+                raise ImportErrors(exc.errors, report) from None
+            except (IntegrityError, DataError) as exc:
+                # a race with another writer, or a limit the validation does not know: still all or nothing
+                _stopped_at(report, files, index)
+                raise ImportErrors([_file_error(str(path), exc)], report) from None
+            report.files.append(result)
+    finally:
+        if dry_session is not None:
+            dry_session.rollback()
+            dry_session.close()
+    return report
