@@ -1,0 +1,1 @@
+"""Notices: rendering, calendar parts, the idempotent ledger and dispatch."""

@@ -1,0 +1,173 @@
+"""Meeting invitations as iCalendar (RFC 5545) iTIP messages (RFC 5546): REQUEST and CANCEL.
+
+The UID stays the meeting's for its whole life and SEQUENCE rises with every change, so calendar clients
+update or remove the one event they already hold instead of adding a second one. Times are written in
+local Stockholm time with ``TZID=Europe/Stockholm`` and a VTIMEZONE (EU summer-time rules as RRULEs,
+which Outlook, Exchange and Google read), so a meeting at 09:00 stays at 09:00 across the DST change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from icalendar import Calendar, Event, Timezone, TimezoneDaylight, TimezoneStandard, vCalAddress
+
+from sipflows.timeutil import STOCKHOLM, as_utc
+from sipflows.transports.base import Attendee, MeetingInfo
+
+TZID = "Europe/Stockholm"
+PRODID = "-//sipflows//SIP meetings//SV"
+
+
+@dataclass(frozen=True)
+class CalendarAttendee:
+    email: str
+    name: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class MeetingEvent:
+    """Everything an invitation says about a meeting — plain values only, no register objects."""
+
+    uid: str
+    sequence: int
+    starts_at: datetime
+    ends_at: datetime
+    summary: str
+    description: str
+    organizer_email: str
+    organizer_name: str
+    attendees: Sequence[CalendarAttendee] = ()
+    place: str | None = None
+    digital_link: str | None = None
+
+
+def stockholm_vtimezone() -> Timezone:
+    """VTIMEZONE for Europe/Stockholm: CET/CEST, switching the last Sundays of March and October."""
+    tz = Timezone()
+    tz.add("TZID", TZID)
+    tz.add("X-LIC-LOCATION", TZID)
+    summer = TimezoneDaylight()
+    summer.add("TZNAME", "CEST")
+    summer.add("TZOFFSETFROM", timedelta(hours=1))
+    summer.add("TZOFFSETTO", timedelta(hours=2))
+    summer.add("DTSTART", datetime(1970, 3, 29, 2, 0, 0))
+    summer.add("RRULE", {"FREQ": "YEARLY", "BYMONTH": 3, "BYDAY": "-1SU"})
+    winter = TimezoneStandard()
+    winter.add("TZNAME", "CET")
+    winter.add("TZOFFSETFROM", timedelta(hours=2))
+    winter.add("TZOFFSETTO", timedelta(hours=1))
+    winter.add("DTSTART", datetime(1970, 10, 25, 3, 0, 0))
+    winter.add("RRULE", {"FREQ": "YEARLY", "BYMONTH": 10, "BYDAY": "-1SU"})
+    tz.add_component(summer)
+    tz.add_component(winter)
+    return tz
+
+
+def _address(email: str, name: str, **params: str) -> vCalAddress:
+    addr = vCalAddress(f"mailto:{email}")
+    addr.params["CN"] = name
+    for key, value in params.items():
+        addr.params[key.replace("_", "-").upper()] = value
+    return addr
+
+
+def _local(dt: datetime) -> datetime:
+    return as_utc(dt).astimezone(STOCKHOLM)
+
+
+def _calendar(event: MeetingEvent, method: str, status: str, sequence: int, now: datetime) -> str:
+    if now.tzinfo is None:
+        raise ValueError("now must be an aware datetime")
+    if not event.ends_at > event.starts_at:
+        raise ValueError(f"meeting {event.uid} ends before it starts")
+    cal = Calendar()
+    cal.add("PRODID", PRODID)
+    cal.add("VERSION", "2.0")
+    cal.add("CALSCALE", "GREGORIAN")
+    cal.add("METHOD", method)
+    cal.add_component(stockholm_vtimezone())
+
+    vevent = Event()
+    vevent.add("UID", event.uid)
+    vevent.add("SEQUENCE", sequence)
+    vevent.add("DTSTAMP", as_utc(now))
+    vevent.add("DTSTART", _local(event.starts_at))
+    vevent.add("DTEND", _local(event.ends_at))
+    vevent.add("SUMMARY", event.summary)
+    place = (event.place or "").strip() or None
+    link = (event.digital_link or "").strip() or None
+    if place or link:
+        vevent.add("LOCATION", place or link)
+    if link:
+        vevent.add("URL", link)
+    vevent.add("DESCRIPTION", event.description)
+    vevent.add("ORGANIZER", _address(event.organizer_email, event.organizer_name))
+    for a in event.attendees:
+        vevent.add(
+            "ATTENDEE",
+            _address(
+                a.email,
+                a.name,
+                CUTYPE="INDIVIDUAL",
+                ROLE="REQ-PARTICIPANT" if a.required else "OPT-PARTICIPANT",
+                PARTSTAT="NEEDS-ACTION",
+                RSVP="TRUE",
+            ),
+        )
+    vevent.add("STATUS", status)
+    vevent.add("TRANSP", "OPAQUE")
+    cal.add_component(vevent)
+    return cal.to_ical().decode("utf-8")
+
+
+def meeting_request(event: MeetingEvent, now: datetime) -> str:
+    """METHOD:REQUEST for a new or changed meeting, at the meeting's current SEQUENCE."""
+    return _calendar(event, "REQUEST", "CONFIRMED", event.sequence, now)
+
+
+def meeting_cancel(event: MeetingEvent, now: datetime) -> str:
+    """METHOD:CANCEL; ``event.sequence`` must already be above every SEQUENCE sent for the UID."""
+    return _calendar(event, "CANCEL", "CANCELLED", event.sequence, now)
+
+
+def meeting_info_from_ics(ics: str) -> MeetingInfo:
+    """The structured meeting of a stored invitation, for transports that book natively (Exchange)."""
+    cal = Calendar.from_ical(ics)
+    method = str(cal.get("METHOD", "REQUEST")).upper()
+    events = cal.walk("VEVENT")
+    if len(events) != 1:
+        raise ValueError(f"expected one VEVENT in the invitation, found {len(events)}")
+    ev = events[0]
+    organizer = ev.get("ORGANIZER")
+    raw_attendees = ev.get("ATTENDEE", [])
+    if not isinstance(raw_attendees, list):
+        raw_attendees = [raw_attendees]
+    attendees = tuple(
+        Attendee(
+            email=_strip_mailto(str(a)),
+            name=str(a.params.get("CN", "")),
+            required=str(a.params.get("ROLE", "REQ-PARTICIPANT")).upper() != "OPT-PARTICIPANT",
+        )
+        for a in raw_attendees
+    )
+    location = ev.get("LOCATION")
+    return MeetingInfo(
+        uid=str(ev["UID"]),
+        sequence=int(ev.get("SEQUENCE", 0)),
+        method=method,
+        subject=str(ev.get("SUMMARY", "")),
+        starts_at=as_utc(ev.decoded("DTSTART")),
+        ends_at=as_utc(ev.decoded("DTEND")),
+        location=str(location) if location is not None else None,
+        organizer_email=_strip_mailto(str(organizer)) if organizer is not None else "",
+        organizer_name=str(organizer.params.get("CN", "")) if organizer is not None else "",
+        attendees=attendees,
+    )
+
+
+def _strip_mailto(value: str) -> str:
+    return value[7:] if value.lower().startswith("mailto:") else value

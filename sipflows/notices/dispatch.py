@@ -1,0 +1,553 @@
+"""Dispatch: send what the ledger holds, record what happened, never lose or duplicate a notice.
+
+Each batch is *claimed* in one short transaction: due notices (pending or failed, ``next_attempt_at``
+reached, no live claim) get ``claimed_until`` (the moment of claiming plus ``claim_lease_seconds``) and
+``claimed_by``. On PostgreSQL the select uses ``FOR UPDATE SKIP LOCKED``; on SQLite it runs inside
+``BEGIN IMMEDIATE`` (SQLite's single writer serialises claimers). So two dispatchers running at once —
+two Prefect workers, a flow and the CLI — never send the same notice. A batch goes through one transport
+context (one SMTP connection, one Exchange session) and stops sending once half its lease is used, giving
+the rest back, so nothing is sent on a claim that may have expired. Each notice's outcome is recorded in
+its own short transaction right after its send: sent; failed, retried after an exponential backoff
+(``min(backoff_base * 2**(attempts-1), backoff_max)``); or dead — at once after a permanent refusal
+(5xx, an unusable address), or after ``max_attempts`` tries. One bad notice never stops the batch.
+
+Delivery guarantee — at least once, idempotent for the receiver: a process killed between a send and
+its record leaves the notice claimed but unrecorded. When the lease has expired, the next run sends it
+again with the SAME Message-ID (derived from the ledger key) and the SAME calendar part (UID and SEQUENCE
+stored with the notice). Mail systems that deduplicate on Message-ID show it once, and calendar clients
+treat the repeat as the same version of the same event, so the repeat is harmless. A notice is sent
+twice only in that window (or if the database server itself crashes within a second of recording it:
+outcomes are committed without waiting for PostgreSQL's WAL flush), and nothing is ever dropped: a
+failure is retried until it is sent or marked dead with its last error for an operator to see.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple, cast
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    update,
+)
+
+from sipflows.models import Contact, Invitation, Meeting, Notice, NoticeStatus, SipCase, UTCDateTime
+from sipflows.notices.mime import AttachmentError, MailMessage, attachments_from_json
+from sipflows.settings import Settings
+from sipflows.transports.base import (
+    Attendee,
+    MeetingInfo,
+    OutgoingMessage,
+    PermanentSendError,
+    SendResult,
+    TransientSendError,
+    Transport,
+)
+
+log = logging.getLogger(__name__)
+
+notices = cast(Table, Notice.__table__)
+_MAX_ERROR = 500
+
+Row = Mapping[Any, Any]  # a ledger row as SQLAlchemy returns it (RowMapping)
+
+
+class Failure(NamedTuple):
+    notice_id: int
+    key: str
+    kind: str
+    reason: str
+
+
+@dataclass
+class DispatchSummary:
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    failures: list[Failure] = field(default_factory=list)
+    dead_ids: list[int] = field(default_factory=list)  # which of the failures are final
+    batches: int = 0
+
+    @property
+    def details(self) -> list[Failure]:
+        return self.failures
+
+
+def backoff(attempts: int, settings: Settings) -> timedelta:
+    """The wait before the next try after ``attempts`` failed tries (1, 2, ...)."""
+    exponent = min(max(attempts - 1, 0), 62)  # bounded: 2**62 * base already exceeds any sane maximum
+    return timedelta(seconds=min(settings.backoff_base_seconds * 2**exponent, settings.backoff_max_seconds))
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:100]
+
+
+def _secrets(settings: Settings) -> list[str]:
+    values = (
+        settings.smtp_password,
+        settings.exchange_password,
+        settings.exchange_client_secret,
+        settings.imap_password,
+    )
+    return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def _reason(exc: BaseException, settings: Settings) -> str:
+    """A short reason for the ledger and logs; any configured secret is blanked out, whoever raised."""
+    text = str(exc).strip() or type(exc).__name__
+    if not isinstance(exc, PermanentSendError | TransientSendError):
+        text = f"{type(exc).__name__}: {text}"
+    for secret in _secrets(settings):
+        text = text.replace(secret, "***")
+    return " ".join(text.split())[:_MAX_ERROR]
+
+
+# --------------------------------------------------------------------------------------------- claiming
+
+
+def _due(now: datetime, at: datetime) -> Any:
+    return and_(
+        notices.c.status.in_([NoticeStatus.PENDING, NoticeStatus.FAILED]),
+        notices.c.next_attempt_at <= now,
+        or_(notices.c.claimed_until.is_(None), notices.c.claimed_until < at),
+    )
+
+
+def _claim_in(
+    conn: Connection, now: datetime, at: datetime, limit: int, worker_id: str, lease: timedelta
+) -> list[Row]:
+    stmt = select(notices).where(_due(now, at)).order_by(notices.c.id).limit(limit)
+    if conn.dialect.name != "sqlite":
+        stmt = stmt.with_for_update(skip_locked=True)
+    rows: list[Row] = list(conn.execute(stmt).mappings())
+    if rows:
+        conn.execute(
+            update(notices)
+            .where(notices.c.id.in_([r["id"] for r in rows]))
+            .values(claimed_until=at + lease, claimed_by=worker_id)
+        )
+    return rows
+
+
+def claim(
+    engine: Engine,
+    now: datetime,
+    limit: int,
+    worker_id: str,
+    lease_seconds: float,
+    at: datetime | None = None,
+) -> list[Row]:
+    """Claim up to ``limit`` notices due at ``now`` for ``worker_id``, in id order; returns their rows.
+
+    ``at`` is the moment of claiming (default ``now``; later in a long run): a claim is live while
+    ``claimed_until`` is not before it, and a new one lasts ``lease_seconds`` from it.
+    """
+    lease = timedelta(seconds=lease_seconds)
+    at = at or now
+    if engine.dialect.name == "sqlite":
+        # pysqlite would open a deferred transaction; a deferred reader that later writes loses the race
+        # with SQLITE_BUSY. BEGIN IMMEDIATE takes the write lock first (waiting out busy_timeout).
+        with engine.connect() as base:
+            conn = base.execution_options(isolation_level="AUTOCOMMIT")
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                rows = _claim_in(conn, now, at, limit, worker_id, lease)
+                conn.exec_driver_sql("COMMIT")
+            except BaseException:
+                conn.exec_driver_sql("ROLLBACK")
+                raise
+            return rows
+    with engine.begin() as conn:
+        return _claim_in(conn, now, at, limit, worker_id, lease)
+
+
+def _release(engine: Engine, ids: Iterable[int], worker_id: str) -> None:
+    """Give back claims we did not get to (after an error, or slow sending), so nobody waits the lease."""
+    ids = list(ids)
+    if not ids:
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            update(notices)
+            .where(notices.c.id.in_(ids), notices.c.claimed_by == worker_id)
+            .values(claimed_until=None)
+        )
+
+
+# ------------------------------------------------------------------------------------ building messages
+
+
+@dataclass
+class _BatchContext:
+    contact_names: dict[int, str]
+    meetings: dict[int, Row]
+    attendees: dict[int, list[Attendee]]
+    previous_external: dict[tuple[int, int], str]
+
+
+def _load_context(conn: Connection, rows: Sequence[Row]) -> _BatchContext:
+    """Everything the batch's messages need, in a handful of set-based queries (never one per notice).
+
+    Only the columns a message needs are read: no personal data of the plan is ever loaded here.
+    """
+    contact_ids = {r["contact_id"] for r in rows if r["contact_id"] is not None}
+    meeting_ids = {r["meeting_id"] for r in rows if r["meeting_id"] is not None and r["ics"]}
+    names: dict[int, str] = {}
+    if contact_ids:
+        names = dict(
+            conn.execute(select(Contact.id, Contact.name).where(Contact.id.in_(contact_ids))).tuples().all()
+        )
+    meetings: dict[int, Row] = {}
+    attendees: dict[int, list[Attendee]] = {}
+    previous: dict[tuple[int, int], str] = {}
+    if meeting_ids:
+        q = (
+            select(
+                Meeting.id,
+                Meeting.ical_uid,
+                Meeting.sequence,
+                Meeting.starts_at,
+                Meeting.ends_at,
+                Meeting.place,
+                Meeting.digital_link,
+                Contact.email.label("organizer_email"),
+                Contact.name.label("organizer_name"),
+            )
+            .join(SipCase, SipCase.id == Meeting.case_id)
+            .join(Contact, Contact.id == SipCase.convener_contact_id)
+            .where(Meeting.id.in_(meeting_ids))
+        )
+        meetings = {m["id"]: m for m in conn.execute(q).mappings()}
+        q2 = (
+            select(Invitation.meeting_id, Invitation.required, Contact.email, Contact.name)
+            .join(Contact, Contact.id == Invitation.contact_id)
+            .where(Invitation.meeting_id.in_(meeting_ids))
+            .order_by(Invitation.meeting_id, Invitation.id)
+        )
+        for meeting_id, required, email, name in conn.execute(q2).tuples():
+            attendees.setdefault(meeting_id, []).append(Attendee(email=email, name=name, required=required))
+        # the calendar item an earlier send created for the same meeting and person (Exchange updates it)
+        q3 = (
+            select(notices.c.meeting_id, notices.c.contact_id, notices.c.external_id)
+            .where(
+                notices.c.meeting_id.in_(meeting_ids),
+                notices.c.external_id.is_not(None),
+                notices.c.status == NoticeStatus.SENT,
+            )
+            .order_by(notices.c.id)
+        )
+        for meeting_id, contact_id, external_id in conn.execute(q3).tuples():
+            if contact_id is not None:
+                previous[(meeting_id, contact_id)] = external_id
+    return _BatchContext(names, meetings, attendees, previous)
+
+
+def _meeting_info(row: Row, ctx: _BatchContext) -> MeetingInfo | None:
+    m = ctx.meetings.get(row["meeting_id"]) if row["ics"] and row["meeting_id"] is not None else None
+    if m is None:
+        return None
+    return MeetingInfo(
+        uid=m["ical_uid"],
+        # the SEQUENCE the notice's ics carries, so a resend or a late retry books the same version
+        sequence=row["ics_sequence"] if row["ics_sequence"] is not None else m["sequence"],
+        method=(row["ics_method"] or "REQUEST").upper(),
+        subject=row["subject"],
+        starts_at=m["starts_at"],
+        ends_at=m["ends_at"],
+        location=m["place"] or m["digital_link"],
+        organizer_email=m["organizer_email"],
+        organizer_name=m["organizer_name"],
+        attendees=tuple(ctx.attendees.get(m["id"], ())),
+    )
+
+
+def build_message(row: Row, ctx: _BatchContext, now: datetime) -> MailMessage:
+    """The message for one ledger row; ``AttachmentError`` if its attachments are unusable."""
+    external_id = row["external_id"]
+    if external_id is None and row["meeting_id"] is not None and row["contact_id"] is not None:
+        external_id = ctx.previous_external.get((row["meeting_id"], row["contact_id"]))
+    return MailMessage(
+        notice_id=row["id"],
+        key=row["key"],
+        message_id=row["message_id"],
+        to_address=row["address"],
+        to_name=ctx.contact_names.get(row["contact_id"]) if row["contact_id"] is not None else None,
+        subject=row["subject"],
+        body_text=row["body_text"],
+        body_html=row["body_html"],
+        ics=row["ics"],
+        ics_method=(row["ics_method"] or "REQUEST").upper() if row["ics"] else row["ics_method"],
+        meeting=_meeting_info(row, ctx),
+        external_id=external_id,
+        date=now,
+        attachments=attachments_from_json(row["attachments"]),
+    )
+
+
+# ------------------------------------------------------------------------------------------- recording
+
+
+_MARK_SENT = (
+    update(notices)
+    .where(notices.c.id == bindparam("b_id"), notices.c.claimed_by == bindparam("b_worker"))
+    .values(
+        status=NoticeStatus.SENT,
+        sent_at=bindparam("b_at", type_=UTCDateTime()),
+        attempts=bindparam("b_attempts", type_=Integer()),
+        claimed_until=None,
+        last_error=None,
+        external_id=func.coalesce(bindparam("b_external", type_=String()), notices.c.external_id),
+    )
+)
+_MARK_INVITED = (
+    update(Invitation)
+    .where(
+        Invitation.meeting_id == bindparam("b_meeting"),
+        Invitation.contact_id == bindparam("b_contact"),
+        Invitation.sent_at.is_(None),
+    )
+    .values(sent_at=bindparam("b_at", type_=UTCDateTime()))
+)
+_MARK_FAILED = (
+    update(notices)
+    .where(notices.c.id == bindparam("b_id"), notices.c.claimed_by == bindparam("b_worker"))
+    .values(
+        status=bindparam("b_status", type_=notices.c.status.type),
+        attempts=bindparam("b_attempts", type_=Integer()),
+        last_error=bindparam("b_error", type_=Text()),
+        next_attempt_at=bindparam("b_next", type_=UTCDateTime()),
+        claimed_until=None,
+    )
+)
+
+
+class _Recorder:
+    """Records each outcome in its own short transaction, on one connection kept for the batch."""
+
+    def __init__(self, engine: Engine, worker_id: str, now: datetime, settings: Settings) -> None:
+        self.engine, self.worker_id, self.now, self.settings = engine, worker_id, now, settings
+        self._conn: Connection | None = None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        if self._conn is None:
+            self._conn = self.engine.connect()
+        conn = self._conn
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                # An outcome need not wait for its WAL flush: if the database server itself crashed
+                # in the next fraction of a second, the notice would merely be sent again after its
+                # lease, with the same Message-ID — the guarantee above. Saves a disk flush per notice.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            yield conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def sent(self, row: Row, result: SendResult) -> None:
+        with self._transaction() as conn:
+            done = conn.execute(
+                _MARK_SENT,
+                {
+                    "b_id": row["id"],
+                    "b_worker": self.worker_id,
+                    "b_at": self.now,
+                    "b_attempts": row["attempts"] + 1,
+                    "b_external": result.external_id,
+                },
+            ).rowcount
+            if not done:
+                log.warning(
+                    "notice %s was reclaimed by another dispatcher before it was recorded", row["key"]
+                )
+            is_invitation = (
+                row["meeting_id"] is not None
+                and row["contact_id"] is not None
+                and (row["ics_method"] or "").upper() == "REQUEST"
+            )
+            if is_invitation:
+                conn.execute(
+                    _MARK_INVITED,
+                    {"b_meeting": row["meeting_id"], "b_contact": row["contact_id"], "b_at": self.now},
+                )
+
+    def failed(self, row: Row, reason: str, permanent: bool) -> NoticeStatus:
+        attempts = row["attempts"] + 1
+        dead = permanent or attempts >= self.settings.max_attempts
+        status = NoticeStatus.DEAD if dead else NoticeStatus.FAILED
+        with self._transaction() as conn:
+            conn.execute(
+                _MARK_FAILED,
+                {
+                    "b_id": row["id"],
+                    "b_worker": self.worker_id,
+                    "b_status": status,
+                    "b_attempts": attempts,
+                    "b_error": reason,
+                    "b_next": self.now + backoff(attempts, self.settings),
+                },
+            )
+        return status
+
+
+# -------------------------------------------------------------------------------------------- dispatch
+
+
+def _count_failure(summary: DispatchSummary, row: Row, reason: str, status: NoticeStatus) -> None:
+    if status == NoticeStatus.DEAD:
+        summary.dead += 1
+        summary.dead_ids.append(row["id"])
+    else:
+        summary.failed += 1
+    summary.failures.append(Failure(row["id"], row["key"], row["kind"], reason))
+    log.warning("notice %s (%s) %s: %s", row["key"], row["kind"], status.value, reason)
+
+
+def _dispatch_batch(
+    engine: Engine,
+    transport: Transport,
+    rows: list[Row],
+    now: datetime,
+    settings: Settings,
+    worker_id: str,
+    summary: DispatchSummary,
+    clock: Callable[[], float],
+    send_until: float,
+) -> bool:
+    """Send one claimed batch; False when the transport could not even open (stop the run).
+
+    Past ``send_until`` (half the lease, on ``clock``) the unsent rest is given back for the next
+    batch to claim afresh: nothing is ever sent on a claim that may have run out meanwhile.
+    """
+    pending = {r["id"] for r in rows}
+    record = _Recorder(engine, worker_id, now, settings)
+    try:
+        with engine.connect() as conn:
+            ctx = _load_context(conn, rows)
+        messages: list[tuple[Row, OutgoingMessage]] = []
+        for row in rows:
+            try:
+                messages.append((row, build_message(row, ctx, now)))
+            except AttachmentError as exc:
+                reason = _reason(exc, settings)
+                status = record.failed(row, reason, permanent=True)
+                pending.discard(row["id"])
+                _count_failure(summary, row, reason, status)
+        if not messages:
+            return True
+        try:
+            transport.__enter__()
+        except Exception as exc:
+            # nothing of the batch could be tried: each notice counts one failed attempt and backs off
+            reason = _reason(exc, settings)
+            for row, _ in messages:
+                status = record.failed(row, reason, permanent=False)
+                pending.discard(row["id"])
+                _count_failure(summary, row, reason, status)
+            return False
+        try:
+            for i, (row, message) in enumerate(messages):
+                if i and clock() > send_until:
+                    log.warning("slow sending: %d notices go back for a fresh claim", len(pending))
+                    break
+                # in flight from here: if we are interrupted now it may have gone out, so its claim is
+                # kept until the lease ends rather than given back for an immediate resend
+                pending.discard(row["id"])
+                try:
+                    result = transport.send(message)
+                except Exception as exc:
+                    reason = _reason(exc, settings)
+                    permanent = isinstance(exc, PermanentSendError)
+                    status = record.failed(row, reason, permanent)
+                    _count_failure(summary, row, reason, status)
+                else:
+                    record.sent(row, result)
+                    summary.sent += 1
+        finally:
+            try:
+                transport.__exit__(None, None, None)
+            except Exception as exc:  # closing is best effort; what was sent is recorded
+                log.warning("closing the %s transport failed: %s", transport.name, _reason(exc, settings))
+        record.close()
+        _release(engine, pending, worker_id)
+        pending.clear()
+    except BaseException:
+        record.close()  # a broken connection must not be reused for the release
+        try:
+            _release(engine, pending, worker_id)
+        except Exception:  # the database itself may be what failed; the lease expires anyway
+            log.warning(
+                "could not release %d claimed notices; they are retried when the lease ends", len(pending)
+            )
+        raise
+    finally:
+        record.close()
+    return True
+
+
+def dispatch(
+    engine: Engine,
+    transport: Transport,
+    now: datetime,
+    settings: Settings,
+    batch_size: int | None = None,
+    worker_id: str | None = None,
+    max_batches: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> DispatchSummary:
+    """Send every notice due at ``now`` through ``transport``, batch by batch, until none is due.
+
+    ``now`` is the run's time (the flow's, or the CLI's clock): it decides what is due, stamps sent_at
+    and Date, and starts the backoff. Stops early after ``max_batches``, or when the transport cannot be
+    opened at all (the claimed batch is recorded as failed; the rest waits for the next run).
+
+    Leases are kept honest in a long run: a claim is made at ``now`` plus the time elapsed on ``clock``
+    (monotonic seconds; tests pass their own), so another dispatcher started later sees it as live, and
+    a batch stops sending once half its lease is used up.
+    """
+    if now.tzinfo is None:
+        raise ValueError("dispatch needs an aware 'now'")
+    size = batch_size or settings.batch_size
+    worker = worker_id or default_worker_id()
+    summary = DispatchSummary()
+    lease = settings.claim_lease_seconds
+    started = clock()
+    while max_batches is None or summary.batches < max_batches:
+        claimed = clock()
+        rows = claim(engine, now, size, worker, lease, at=now + timedelta(seconds=claimed - started))
+        if not rows:
+            break
+        summary.batches += 1
+        send_until = claimed + lease / 2
+        if not _dispatch_batch(engine, transport, rows, now, settings, worker, summary, clock, send_until):
+            break
+    log.info(
+        "dispatch via %s: %d sent, %d failed, %d dead in %d batches",
+        transport.name,
+        summary.sent,
+        summary.failed,
+        summary.dead,
+        summary.batches,
+    )
+    return summary

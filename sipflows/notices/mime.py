@@ -1,0 +1,284 @@
+"""A notice as an RFC 5322 message, shaped the way Outlook, Exchange, Gmail and Apple Mail expect.
+
+Without attachments the message is ``multipart/alternative``: text/plain, text/html and, for an
+invitation or cancellation, ``text/calendar; method=REQUEST|CANCEL; charset=utf-8``. That is what
+Exchange and Outlook themselves send (RFC 6047 iMIP) and what every common client turns into an
+"Accept / Tentative / Decline" bar. We deliberately do NOT add a second copy of the .ics as an
+attachment (Google Calendar does): Outlook and Thunderbird then show a stray ``invite.ics`` file or a
+second event, and the message would have to become ``multipart/mixed`` for no gain. Only real files
+(the weekly report's attachments) make it ``multipart/mixed``, with the alternative part first.
+
+The Message-ID is the ledger's, derived from the notice key, so a resend after a crash carries the same
+one and mail clients treat it as the same message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import encoders, policy
+from email.charset import BASE64, QP, Charset
+from email.headerregistry import Address
+from email.message import EmailMessage, Message
+from email.mime.base import MIMEBase
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.parser import BytesParser
+from email.policy import Compat32
+from email.utils import format_datetime, formataddr
+from typing import Any
+
+from sipflows.transports.base import OutgoingMessage
+
+_MAX_LINE = 78  # RFC 5322 2.1.1
+
+
+class _MailPolicy(Compat32):
+    """The classic policy with CRLF line ends (iCalendar requires them, RFC 5545 3.1; .eml files and SMTP
+    use them anyway), writing headers that are already ASCII and folded exactly as they are.
+
+    We build with the standard library's classic MIME classes and encode non-ASCII header text
+    ourselves: EmailMessage's header parsing and refolding (and the classic Header splitter) took most
+    of dispatch's time, several times what the SMTP conversation takes.
+    """
+
+    def _folded(self, name: str, value: object) -> str | None:
+        if not isinstance(value, str) or not value.isascii():
+            return None
+        lines = value.split("\r\n")
+        if len(name) + 2 + len(lines[0]) > _MAX_LINE:
+            return None
+        for line in lines:
+            if "\r" in line or "\n" in line:
+                return None
+        for line in lines[1:]:
+            if not line.startswith(" ") or len(line) > _MAX_LINE:
+                return None
+        return f"{name}: {self.linesep.join(lines)}{self.linesep}"
+
+    def fold(self, name: str, value: Any) -> str:
+        return self._folded(name, value) or super().fold(name, value)
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        done = self._folded(name, value)
+        return done.encode("ascii") if done is not None else super().fold_binary(name, value)
+
+
+MIME_POLICY = _MailPolicy(linesep="\r\n")
+
+ICS_METHODS = ("REQUEST", "CANCEL")
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+@dataclass(frozen=True)
+class MailMessage(OutgoingMessage):
+    """An ``OutgoingMessage`` plus what only mail transports need: the Date to stamp and files.
+
+    Dispatch always builds these; a transport that only knows ``OutgoingMessage`` ignores the extras.
+    """
+
+    date: datetime | None = None
+    attachments: tuple[Attachment, ...] = ()
+
+
+class AttachmentError(ValueError):
+    """``Notice.attachments`` cannot be turned into MIME parts (the notice can never be sent as is)."""
+
+
+def attachments_from_json(data: Mapping[str, Any] | None) -> tuple[Attachment, ...]:
+    """``{"files": [{"filename", "content_type", "content_base64"}]}`` → attachments; strict."""
+    if not data:
+        return ()
+    files = data.get("files")
+    if not isinstance(files, list):
+        raise AttachmentError("attachments: 'files' must be a list")
+    out: list[Attachment] = []
+    for i, f in enumerate(files):
+        if not isinstance(f, Mapping):
+            raise AttachmentError(f"attachments.files[{i}]: not an object")
+        filename, ctype, b64 = f.get("filename"), f.get("content_type"), f.get("content_base64")
+        if not isinstance(filename, str) or not filename.strip():
+            raise AttachmentError(f"attachments.files[{i}]: filename missing")
+        if not isinstance(ctype, str) or ctype.count("/") != 1:
+            raise AttachmentError(f"attachments.files[{i}] ({filename}): content_type must be type/subtype")
+        if not isinstance(b64, str):
+            raise AttachmentError(f"attachments.files[{i}] ({filename}): content_base64 missing")
+        try:
+            content = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise AttachmentError(
+                f"attachments.files[{i}] ({filename}): content_base64 is not base64"
+            ) from None
+        out.append(Attachment(filename=filename, content_type=ctype.strip().lower(), content=content))
+    return tuple(out)
+
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_ADDR_SPEC = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
+
+
+def check_address(address: str) -> str:
+    """``address`` if it is a plain ASCII ``local@domain`` (what every server accepts); else ValueError."""
+    candidate = address.strip()
+    if len(candidate) > 254 or not _ADDR_SPEC.fullmatch(candidate):
+        raise ValueError(f"not a usable email address: {address!r}")
+    return candidate
+
+
+def sender_address(address: str, name: str | None = None) -> Address:
+    """The From address; ``ValueError`` when ``address`` is not a plain ``local@domain``."""
+    local, _, domain = check_address(address).rpartition("@")
+    return Address(display_name=_one_line(name or ""), username=local, domain=domain)
+
+
+def _one_line(text: str) -> str:
+    # a header value must never carry a line break (header injection); collapse any whitespace run
+    return " ".join(text.split())
+
+
+def _text_part(text: str, subtype: str, encoding: int) -> MIMENonMultipart:
+    """A UTF-8 text part in the transfer encoding we choose (the default would be base64)."""
+    charset = Charset("utf-8")
+    charset.body_encoding = encoding
+    part = MIMENonMultipart("text", subtype, policy=MIME_POLICY, charset="utf-8")
+    part.set_payload(text, charset)
+    return part
+
+
+def encoded_words(text: str, max_bytes: int = 42) -> str:
+    """RFC 2047 encoded-words (UTF-8, base64), split between characters and folded with CRLF + space.
+
+    42 bytes make 68-character words, so even ``Subject: `` plus the first word stays within 78.
+    """
+    words: list[str] = []
+    chunk: list[str] = []
+    size = 0
+    for ch in text:
+        n = len(ch.encode())
+        if chunk and size + n > max_bytes:
+            words.append("".join(chunk))
+            chunk, size = [], 0
+        chunk.append(ch)
+        size += n
+    if chunk:
+        words.append("".join(chunk))
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w.encode()).decode()}?=" for w in words)
+
+
+def _address_header(name: str | None, address: str) -> str:
+    name = _one_line(name or "")
+    if name.isascii():
+        return formataddr((name, address))
+    return f"{encoded_words(name)} <{address}>"
+
+
+def _subject(subject: str) -> str:
+    subject = _one_line(subject)
+    return subject if subject.isascii() else encoded_words(subject)
+
+
+def _attachment_part(a: Attachment) -> MIMEBase:
+    maintype, subtype = a.content_type.split("/", 1)
+    part = MIMEBase(maintype, subtype, policy=MIME_POLICY)
+    part.set_payload(a.content)
+    encoders.encode_base64(part)
+    if maintype == "text":
+        # without a charset readers assume ASCII; the report's CSV files are UTF-8
+        try:
+            a.content.decode("utf-8")
+            part.set_param("charset", "utf-8")
+        except UnicodeDecodeError:
+            pass
+    filename = _one_line(a.filename)
+    if filename.isascii():
+        part.add_header("Content-Disposition", "attachment", filename=filename)
+    else:
+        part.add_header("Content-Disposition", "attachment", filename=("utf-8", "", filename))
+    return part
+
+
+def render_mime(
+    message: OutgoingMessage,
+    sender: Address,
+    *,
+    now: datetime | None = None,
+    attachments: Sequence[Attachment] | None = None,
+) -> Message:
+    """The message to send or store. ``now`` (or the MailMessage's ``date``) becomes the Date header.
+
+    Raises ``ValueError`` when the recipient or ics method cannot be put into a message.
+    """
+    date = now or (message.date if isinstance(message, MailMessage) else None)
+    if date is None:
+        # the transport edge is the only place allowed to read the clock, and only as a fallback
+        date = datetime.now(UTC)
+    if attachments is None:
+        attachments = message.attachments if isinstance(message, MailMessage) else ()
+    to_address = check_address(message.to_address)
+
+    body = MIMEMultipart("alternative", policy=MIME_POLICY)
+    body.attach(_text_part(message.body_text, "plain", QP))
+    body.attach(_text_part(message.body_html, "html", QP))
+    if message.ics:
+        method = (message.ics_method or "REQUEST").upper()
+        if method not in ICS_METHODS:
+            raise ValueError(f"ics method must be one of {', '.join(ICS_METHODS)}, not {method!r}")
+        # base64 as Exchange sends it: no transfer encoding can disturb RFC 5545 line folding
+        calendar = _text_part(message.ics, "calendar", BASE64)
+        calendar.set_param("method", method)
+        body.attach(calendar)
+    root: Message = body
+    if attachments:
+        root = MIMEMultipart("mixed", policy=MIME_POLICY)
+        root.attach(body)
+        for a in attachments:
+            root.attach(_attachment_part(a))
+    for part in root.walk():
+        if part is not root:
+            del part["MIME-Version"]  # the classes stamp it on every part; RFC 2045 wants it once
+
+    root["Message-ID"] = _one_line(message.message_id)
+    root["Date"] = format_datetime(date.astimezone(UTC))
+    root["From"] = _address_header(sender.display_name, sender.addr_spec)
+    root["To"] = _address_header(message.to_name, to_address)
+    root["Subject"] = _subject(message.subject)
+    # RFC 3834 and Exchange's equivalent: out-of-office replies to an automatic notice help nobody
+    root["Auto-Submitted"] = "auto-generated"
+    root["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    return root
+
+
+def mime_bytes(
+    message: OutgoingMessage,
+    sender: Address,
+    *,
+    now: datetime | None = None,
+    attachments: Sequence[Attachment] | None = None,
+) -> bytes:
+    """What goes over the wire or into the .eml file (CRLF line ends)."""
+    return render_mime(message, sender, now=now, attachments=attachments).as_bytes(policy=MIME_POLICY)
+
+
+def build_mime(
+    message: OutgoingMessage,
+    sender: Address,
+    *,
+    now: datetime | None = None,
+    attachments: Sequence[Attachment] | None = None,
+) -> EmailMessage:
+    """The same message as an ``EmailMessage``, parsed from exactly the bytes a transport sends."""
+    data = mime_bytes(message, sender, now=now, attachments=attachments)
+    parsed = BytesParser(policy=policy.SMTP).parsebytes(data)
+    assert isinstance(parsed, EmailMessage)
+    return parsed

@@ -1,0 +1,358 @@
+"""Rendering notices: Jinja2 templates per notice family and language, fed only allow-listed plain values.
+
+Templates are looked up first in the administrator's folder (``Settings.template_dir``) and then among the
+built-in ones. For a notice kind like ``documentation.overdue`` in Swedish the subject is the first of
+``documentation.overdue.sv.subject.txt`` and ``documentation.sv.subject.txt`` that exists (likewise
+``….txt`` for the plain-text body and ``….html`` for the HTML body), so an administrator can override one
+kind or a whole family by dropping a file with that name into the folder.
+
+Privacy by construction: ``render`` refuses anything but plain values (str, numbers, dates, lists and
+dicts of them), so an ORM object — and with it the individual's name, personal identity number, case
+notes or a deviation's free text — can never reach a template. The ``*_view`` helpers below are the allow
+list: they take the few fields a notice may show and nothing else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.sandbox import SandboxedEnvironment
+
+from sipflows.settings import Settings, get_settings
+from sipflows.timeutil import local_datetime
+
+BUILTIN_TEMPLATES = Path(__file__).with_name("templates")
+LANGUAGES = ("sv", "en")
+DEFAULT_LANGUAGE = "sv"
+SUBJECT_MAX = 300  # Notice.subject column
+
+# Every kind a notice can have. Findings map to "<check>.<stage without level or due date>".
+FINDING_KINDS = frozenset(
+    {
+        "documentation.reminder",
+        "documentation.overdue",
+        "documentation.escalation",
+        "invitations.reminder",
+        "invitations.convener-alert",
+        "pre_meeting.alert",
+        "follow_up.reminder",
+        "follow_up.overdue",
+        "follow_up.escalation",
+        "deviations.acknowledgement-reminder",
+        "deviations.acknowledgement-escalation",
+        "deviations.reply-reminder",
+        "deviations.reply-escalation",
+    }
+)
+MEETING_INVITATION = "meeting.invitation"
+MEETING_UPDATE = "meeting.update"
+MEETING_CANCEL = "meeting.cancel"
+MEETING_KINDS = frozenset({MEETING_INVITATION, MEETING_UPDATE, MEETING_CANCEL})
+REPORT_WEEKLY = "report.weekly"
+REPORT_KINDS = frozenset({REPORT_WEEKLY})
+ALL_KINDS = FINDING_KINDS | MEETING_KINDS | REPORT_KINDS
+
+# Names of days and months in the notice's language; OS locales are not to be relied on.
+WEEKDAYS = {
+    "sv": ("måndag", "tisdag", "onsdag", "torsdag", "fredag", "lördag", "söndag"),
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+}
+MONTHS = {
+    "sv": (
+        "januari",
+        "februari",
+        "mars",
+        "april",
+        "maj",
+        "juni",
+        "juli",
+        "augusti",
+        "september",
+        "oktober",
+        "november",
+        "december",
+    ),
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+}
+MEETING_KIND_LABELS = {
+    "sv": {"pre_meeting": "förmöte", "sip_meeting": "SIP-möte", "follow_up": "uppföljningsmöte"},
+    "en": {"pre_meeting": "pre-meeting", "sip_meeting": "SIP meeting", "follow_up": "follow-up meeting"},
+}
+DEVIATION_KIND_LABELS = {
+    "sv": {
+        "party_absent": "part uteblev",
+        "plan_not_followed": "planen följdes inte",
+        "documentation_late": "sen dokumentation",
+        "invitation_not_answered": "kallelse obesvarad",
+        "other": "övrigt",
+    },
+    "en": {
+        "party_absent": "party absent",
+        "plan_not_followed": "plan not followed",
+        "documentation_late": "documentation late",
+        "invitation_not_answered": "invitation not answered",
+        "other": "other",
+    },
+}
+SEVERITY_LABELS = {"sv": {"normal": "normal", "high": "hög"}, "en": {"normal": "normal", "high": "high"}}
+PRINCIPAL_LABELS = {
+    "sv": {"kommun": "kommunen", "region": "regionen"},
+    "en": {"kommun": "the municipality", "region": "the region"},
+}
+
+_STAGE = re.compile(r"^(?P<name>.*?)(?:-(?P<level>\d+))?$")
+
+
+class RenderError(ValueError):
+    """A notice cannot be rendered: unknown kind, a missing template, or a non-plain value in the context."""
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def language_of(value: object) -> str:
+    """The notice language for a contact's language value: English when it says so, else Swedish."""
+    text = str(getattr(value, "value", value) or "").lower()
+    return text if text in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def split_stage(stage: str) -> tuple[str, int | None]:
+    """``"acknowledgement-escalation-2"`` → ``("acknowledgement-escalation", 2)``; a due-date suffix
+    (``"reminder@2026-05-04"``) is dropped."""
+    m = _STAGE.match(stage.split("@", 1)[0])
+    assert m is not None  # the pattern matches every string
+    level = m.group("level")
+    return m.group("name"), int(level) if level else None
+
+
+def finding_kind(check: str, stage: str) -> str:
+    """The notice kind for a finding's check and stage; unknown ones are an error, never a silent drop."""
+    name, _ = split_stage(stage)
+    kind = f"{check}.{name}"
+    if kind not in FINDING_KINDS:
+        raise RenderError(f"no notice kind for check {check!r} stage {stage!r} (looked for {kind!r})")
+    return kind
+
+
+# --- the allow list: plain views of the few fields a notice may show --------------------------------
+
+
+def date_view(d: date | None, lang: str) -> dict[str, Any] | None:
+    if d is None:
+        return None
+    weekday = WEEKDAYS[lang][d.weekday()]
+    month = MONTHS[lang][d.month - 1]
+    return {"iso": d.isoformat(), "weekday": weekday, "text": f"{weekday} {d.day} {month} {d.year}"}
+
+
+def _safe_link(link: str | None) -> str | None:
+    """Only web links become clickable; anything else (``javascript:``…) is not a link."""
+    if link and re.match(r"^https?://", link.strip(), re.IGNORECASE):
+        return link.strip()
+    return None
+
+
+def meeting_view(
+    *,
+    kind: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    place: str | None,
+    digital_link: str | None,
+    lang: str,
+    purpose: str | None = None,
+    code: str | None = None,
+) -> dict[str, Any]:
+    """The meeting as people know it: local Stockholm date, weekday and clock times."""
+    start, end = local_datetime(starts_at), local_datetime(ends_at)
+    kind = str(getattr(kind, "value", kind))
+    link = (digital_link or "").strip() or None
+    label = MEETING_KIND_LABELS[lang].get(kind, kind)
+    return {
+        "code": code,
+        "kind": kind,
+        "kind_label": label,
+        "kind_title": label[:1].upper() + label[1:],
+        "date": date_view(start.date(), lang),
+        "end_date": date_view(end.date(), lang) if end.date() != start.date() else None,
+        "start": start.strftime("%H:%M"),
+        "end": end.strftime("%H:%M"),
+        "place": (place or "").strip() or None,
+        "link": link,
+        "link_href": _safe_link(link),
+        "purpose": (purpose or "").strip() or None,
+    }
+
+
+def contact_view(name: str, email: str, organisation: str | None) -> dict[str, Any]:
+    """A staff contact (convener, coordinator): whom to turn to with questions."""
+    return {"name": name, "email": email, "organisation": organisation}
+
+
+def deviation_view(
+    *,
+    code: str,
+    kind: str,
+    severity: str,
+    reported_at: datetime,
+    concerning_organisation: str | None,
+    lang: str,
+) -> dict[str, Any]:
+    """A deviation by its code, kind and severity — its free-text description is deliberately absent."""
+    kind = str(getattr(kind, "value", kind))
+    severity = str(getattr(severity, "value", severity))
+    return {
+        "code": code,
+        "kind": kind,
+        "kind_label": DEVIATION_KIND_LABELS[lang].get(kind, kind),
+        "severity": severity,
+        "severity_label": SEVERITY_LABELS[lang].get(severity, severity),
+        "high": severity == "high",
+        "reported": date_view(local_datetime(reported_at).date(), lang),
+        "concerning_organisation": concerning_organisation,
+    }
+
+
+def principal_labels(principals: Sequence[str], lang: str) -> list[str]:
+    return [PRINCIPAL_LABELS[lang].get(str(p), str(p)) for p in principals]
+
+
+# --- the environment -----------------------------------------------------------------------------------
+
+
+def _check_plain(value: Any, path: str) -> None:
+    if value is None or isinstance(value, str | bool | int | float | Decimal | date):
+        return
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise RenderError(f"render context key {path}[{k!r}] is not a string")
+            _check_plain(v, f"{path}.{k}")
+        return
+    if isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            _check_plain(v, f"{path}[{i}]")
+        return
+    raise RenderError(
+        f"render context value {path} is a {type(value).__name__}: only plain values may reach a template"
+    )
+
+
+def _one_line(text: str) -> str:
+    """Subjects are headers: one line, no control characters, within the column's length."""
+    line = " ".join(text.split())
+    return line if len(line) <= SUBJECT_MAX else line[: SUBJECT_MAX - 1].rstrip() + "…"
+
+
+class Renderer:
+    """Renders notice parts from the override folder first, then the built-in templates."""
+
+    def __init__(self, template_dir: Path | None = None) -> None:
+        loaders = []
+        if template_dir is not None:
+            if not Path(template_dir).is_dir():
+                raise RenderError(f"template folder {template_dir} does not exist")
+            loaders.append(FileSystemLoader(str(template_dir)))
+        loaders.append(FileSystemLoader(str(BUILTIN_TEMPLATES)))
+        self.template_dir = template_dir
+        # Sandboxed: override templates come from a folder an administrator edits, not from code review.
+        self.env = SandboxedEnvironment(
+            loader=ChoiceLoader(loaders),
+            autoescape=select_autoescape(
+                enabled_extensions=("html",), default_for_string=False, default=False
+            ),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+
+    def template_names(self, kind: str, lang: str, part: str) -> list[str]:
+        """Candidate file names, most specific first: the kind, then its family."""
+        family = kind.split(".", 1)[0]
+        return [f"{kind}.{lang}.{part}", f"{family}.{lang}.{part}"]
+
+    def render_part(self, kind: str, lang: str, part: str, context: Mapping[str, Any]) -> str:
+        try:
+            template = self.env.select_template(self.template_names(kind, lang, part))
+        except Exception as exc:  # TemplatesNotFound, TemplateSyntaxError: name the files looked for
+            raise RenderError(f"no usable template for {kind} ({lang}) {part}: {exc}") from exc
+        return template.render(context)
+
+    def render_text(self, kind: str, lang: str, part: str, context: Mapping[str, Any]) -> str:
+        """One extra plain-text part (the calendar event's summary and description)."""
+        lang = language_of(lang)
+        _check_plain(context, "context")
+        return self.render_part(kind, lang, f"{part}.txt", {**context, "kind": kind, "lang": lang}).strip()
+
+    def render(self, kind: str, lang: str, context: Mapping[str, Any]) -> Rendered:
+        """Subject, plain-text and HTML body for one notice; the context must be plain values."""
+        if kind not in ALL_KINDS:
+            raise RenderError(f"unknown notice kind {kind!r}")
+        lang = language_of(lang)
+        _check_plain(context, "context")
+        base = {**context, "kind": kind, "lang": lang}
+        subject = _one_line(self.render_part(kind, lang, "subject.txt", base))
+        full = {**base, "subject": subject}
+        text = self.render_part(kind, lang, "txt", full).strip() + "\n"
+        html = self.render_part(kind, lang, "html", full).strip() + "\n"
+        return Rendered(subject, text, html)
+
+
+@lru_cache(maxsize=8)
+def get_renderer(template_dir: Path | None = None) -> Renderer:
+    """One renderer per override folder (Jinja caches compiled templates and reloads edited files)."""
+    return Renderer(template_dir)
+
+
+def render_report(
+    figures: Mapping[str, Any], lang: str, settings: Settings | None = None, kind: str = REPORT_WEEKLY
+) -> Rendered:
+    """A statistics report. ``figures`` is plain values, by convention::
+
+        {"period": {"start": date, "end": date}, "organisation": str | None,
+         "sections": [{"title": str, "rows": [{"label": str, "value": str | int | float}]}],
+         "title": str | None, "intro": str | None, "privacy": str | None}
+
+    and it may carry more keys (as ``figures``) for override templates. No register data is read here.
+    """
+    settings = settings or get_settings()
+    lang = language_of(lang)
+    period = figures.get("period") or {}
+    context = {
+        "organisation": figures.get("organisation"),
+        "title": figures.get("title"),
+        "intro": figures.get("intro"),
+        "privacy": figures.get("privacy"),
+        "sections": figures.get("sections") or [],
+        "period_start": date_view(period.get("start"), lang),
+        "period_end": date_view(period.get("end"), lang),
+        "figures": dict(figures),
+        "sender_name": settings.sender_name,
+    }
+    return get_renderer(settings.template_dir).render(kind, lang, context)
