@@ -1,0 +1,109 @@
+"""``sipflows notices dispatch`` and ``sipflows notices list``: send what is due, see what the ledger holds.
+
+Neither prints a notice's body: operators see keys, kinds, addresses, states and errors only.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+from sqlalchemy import func, select
+
+from sipflows.cli.common import register_engine
+from sipflows.db import session_scope
+from sipflows.models import Notice, NoticeStatus
+from sipflows.notices.dispatch import dispatch
+from sipflows.settings import get_settings
+from sipflows.transports.factory import make_transport
+
+notices_app = typer.Typer(help="The notice ledger: dispatch due notices, list what it holds.")
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC)  # the CLI is the edge where the clock is read
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO 8601 time: {value!r}", param_hint="--now") from None
+    if when.tzinfo is None:
+        raise typer.BadParameter("give a time zone, e.g. 2026-03-02T08:00+01:00", param_hint="--now")
+    return when
+
+
+@notices_app.command("dispatch")
+def dispatch_command(
+    batch_size: int | None = typer.Option(
+        None, "--batch-size", min=1, help="Notices per batch (default: SIPFLOWS_BATCH_SIZE)."
+    ),
+    max_batches: int | None = typer.Option(
+        None, "--max-batches", min=1, help="Stop after this many batches."
+    ),
+    now: str | None = typer.Option(None, "--now", help="Judge what is due at this ISO time (default: now)."),
+) -> None:
+    """Send every due notice through the configured transport (SIPFLOWS_TRANSPORT)."""
+    settings = get_settings()
+    when = _parse_now(now)
+    try:
+        transport = make_transport(settings)
+    except (ImportError, ValueError) as exc:
+        typer.echo(f"cannot set up the {settings.transport} transport: {exc}", err=True)
+        raise typer.Exit(2) from None
+    engine = register_engine()
+    try:
+        summary = dispatch(engine, transport, when, settings, batch_size=batch_size, max_batches=max_batches)
+    finally:
+        engine.dispose()
+    typer.echo(
+        f"via {transport.name}: {summary.sent} sent, "
+        f"{summary.failed} failed (will retry), {summary.dead} dead"
+    )
+    dead = set(summary.dead_ids)
+    for f in summary.failures:
+        state = "dead " if f.notice_id in dead else "retry"
+        typer.echo(f"  {state} {f.key} ({f.kind}): {f.reason}")
+
+
+@notices_app.command("list")
+def list_command(
+    status: Annotated[
+        NoticeStatus | None, typer.Option("--status", help="Only notices in this state.")
+    ] = None,
+    limit: int = typer.Option(100, "--limit", min=1, help="Show at most this many (oldest first)."),
+) -> None:
+    """Key, kind, state, attempts, last error and address of the ledger's notices (no bodies)."""
+    engine = register_engine()
+    try:
+        with session_scope(engine) as session:
+            where = [Notice.status == status] if status else []
+            total = session.scalar(select(func.count()).select_from(Notice).where(*where)) or 0
+            rows = session.execute(
+                select(
+                    Notice.key, Notice.kind, Notice.status, Notice.attempts, Notice.last_error, Notice.address
+                )
+                .where(*where)
+                .order_by(Notice.id)
+                .limit(limit)
+            ).all()
+    finally:
+        engine.dispose()
+    if not rows:
+        typer.echo("no notices" + (f" with status {status.value}" if status else ""))
+        return
+    kw = max(len("key"), *(len(r.key) for r in rows))
+    dw = max(len("kind"), *(len(r.kind) for r in rows))
+    typer.echo(f"{'key':<{kw}}  {'kind':<{dw}}  {'status':<7} {'tries':>5}  {'address':<30}  last error")
+    for r in rows:
+        error = " ".join((r.last_error or "").split())
+        error = error if len(error) <= 80 else error[:79] + "…"
+        typer.echo(
+            f"{r.key:<{kw}}  {r.kind:<{dw}}  {r.status.value:<7} {r.attempts:>5}  {r.address:<30}  {error}"
+        )
+    if total > len(rows):
+        typer.echo(f"… {total - len(rows)} more (use --limit)")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(notices_app, name="notices")

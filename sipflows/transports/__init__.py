@@ -1,0 +1,1 @@
+"""Transports: where a notice goes. Chosen by ``Settings.transport``."""

@@ -1,0 +1,79 @@
+"""The transport interface. Outbox, SMTP and Exchange implement it; a Microsoft Graph transport can too.
+
+A transport receives an ``OutgoingMessage`` that carries everything any transport needs (MIME for mail
+transports, the structured meeting for calendar-aware ones) and never touches the database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Attendee:
+    email: str
+    name: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class MeetingInfo:
+    """The meeting behind an invitation notice, for transports that book it natively (Exchange, Graph)."""
+
+    uid: str
+    sequence: int
+    method: str  # REQUEST or CANCEL
+    subject: str
+    starts_at: datetime
+    ends_at: datetime
+    location: str | None
+    organizer_email: str
+    organizer_name: str
+    attendees: tuple[Attendee, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    notice_id: int
+    key: str
+    message_id: str
+    to_address: str
+    to_name: str | None
+    subject: str
+    body_text: str
+    body_html: str
+    ics: str | None = None
+    ics_method: str | None = None
+    meeting: MeetingInfo | None = None
+    external_id: str | None = None  # a previous send's item id (Exchange), for updates
+
+
+@dataclass(frozen=True)
+class SendResult:
+    external_id: str | None = None
+
+
+class PermanentSendError(Exception):
+    """The message can never be delivered as it is (bad address, rejected recipient): do not retry."""
+
+
+class TransientSendError(Exception):
+    """Try again later (server down, throttled, timeout)."""
+
+
+class Transport(Protocol):
+    """Opened once per batch (one SMTP connection, one Exchange account), then ``send`` per message.
+
+    ``send`` raises ``PermanentSendError`` or ``TransientSendError``; any other exception is treated as
+    transient. Messages must never include credentials in what they raise.
+    """
+
+    name: str
+
+    def __enter__(self) -> Transport: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+    def send(self, message: OutgoingMessage) -> SendResult: ...

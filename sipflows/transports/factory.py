@@ -1,0 +1,27 @@
+"""The transport named by ``Settings.transport``."""
+
+from __future__ import annotations
+
+from sipflows.notices.mime import sender_address
+from sipflows.settings import Settings
+from sipflows.transports.base import Transport
+
+
+def make_transport(settings: Settings) -> Transport:
+    """Outbox (default; nothing leaves the machine), SMTP, or Exchange (imported only when chosen)."""
+    if settings.transport == "outbox":
+        from sipflows.transports.outbox import OutboxTransport
+
+        return OutboxTransport(
+            settings.outbox_dir, sender_address(settings.sender_address, settings.sender_name)
+        )
+    if settings.transport == "smtp":
+        from sipflows.transports.smtp import SmtpTransport
+
+        return SmtpTransport(settings)
+    if settings.transport == "exchange":
+        # exchangelib is heavy to import; only Exchange installations pay for it
+        from sipflows.transports.exchange import ExchangeTransport
+
+        return ExchangeTransport(settings)
+    raise ValueError(f"unknown transport {settings.transport!r}; choose outbox, smtp or exchange")

@@ -1,0 +1,189 @@
+"""SMTP: one connection per dispatch batch (plain, STARTTLS or implicit TLS, optional login).
+
+A refused recipient fails alone: smtplib resets the transaction (RSET) itself, and so do we after any
+other reply error, so the connection carries on with the rest of the batch. Replies 5xx are permanent
+(``PermanentSendError``); 4xx, timeouts and dropped connections are transient. A dropped connection is
+reopened once for the next message. Nothing raised here contains the password: every message is built
+from reply codes and server text, then scrubbed of the password in every form it crossed the wire.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import smtplib
+import ssl
+
+from sipflows.notices.mime import mime_bytes, sender_address
+from sipflows.settings import Settings
+from sipflows.transports.base import OutgoingMessage, PermanentSendError, SendResult, TransientSendError
+
+log = logging.getLogger(__name__)
+
+_MAX_REASON = 300
+
+
+def _text(resp: bytes | str) -> str:
+    return (resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp)).strip()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class SmtpTransport:
+    name = "smtp"
+
+    def __init__(self, settings: Settings, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        """``ssl_context`` overrides the system trust store (a private CA; the tests' own CA)."""
+        self.host = settings.smtp_host
+        self.port = settings.smtp_port
+        self.security = settings.smtp_security
+        self.timeout = settings.smtp_timeout
+        self.username = settings.smtp_username
+        self._password = settings.smtp_password
+        self.sender = sender_address(settings.sender_address, settings.sender_name)
+        self._ssl_context = ssl_context
+        self._smtp: smtplib.SMTP | None = None
+        self._secrets = self._secret_forms()
+
+    # -- credentials never leave in what we raise -------------------------------------------------------
+
+    def _secret_forms(self) -> tuple[str, ...]:
+        if self._password is None or not self._password.get_secret_value():
+            return ()
+        pw = self._password.get_secret_value()
+        user = self.username or ""
+        forms = {
+            pw,
+            base64.b64encode(pw.encode()).decode(),  # AUTH LOGIN
+            base64.b64encode(f"\0{user}\0{pw}".encode()).decode(),  # AUTH PLAIN
+        }
+        return tuple(sorted(forms, key=len, reverse=True))
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text[:_MAX_REASON]
+
+    # -- connection -------------------------------------------------------------------------------------
+
+    def _context(self) -> ssl.SSLContext:
+        return self._ssl_context or ssl.create_default_context()
+
+    def _where(self) -> str:
+        return f"SMTP {self.host}:{self.port}"
+
+    def _connect(self) -> smtplib.SMTP:
+        smtp: smtplib.SMTP | None = None
+        try:
+            if self.security == "ssl":
+                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self._context())
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            smtp.ehlo()
+            if self.security == "starttls":
+                smtp.starttls(context=self._context())
+                smtp.ehlo()
+            if self.username:
+                password = self._password.get_secret_value() if self._password else ""
+                smtp.login(self.username, password)
+        except smtplib.SMTPAuthenticationError as exc:
+            self._discard(smtp)
+            raise TransientSendError(
+                self._scrub(
+                    f"{self._where()} refused login as {self.username}: "
+                    f"{exc.smtp_code} {_text(exc.smtp_error)}"
+                )
+            ) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            self._discard(smtp)
+            raise TransientSendError(self._scrub(f"{self._where()}: {exc}")) from None
+        except smtplib.SMTPResponseException as exc:
+            self._discard(smtp)
+            raise TransientSendError(
+                self._scrub(f"{self._where()} answered {exc.smtp_code} {_text(exc.smtp_error)}")
+            ) from None
+        except UnicodeError:
+            # smtplib sends AUTH data as ASCII only; say so without repeating what failed to encode
+            self._discard(smtp)
+            raise TransientSendError(
+                f"{self._where()}: the SMTP username and password must be ASCII to log in"
+            ) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            self._discard(smtp)
+            raise TransientSendError(self._scrub(f"cannot reach {self._where()}: {_describe(exc)}")) from None
+        log.debug("connected to %s (%s)", self._where(), self.security)
+        self._smtp = smtp
+        return smtp
+
+    @staticmethod
+    def _discard(smtp: smtplib.SMTP | None) -> None:
+        if smtp is not None:
+            with contextlib.suppress(Exception):  # closing a broken socket may fail; it is gone anyway
+                smtp.close()
+
+    def __enter__(self) -> SmtpTransport:
+        self._connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            self._discard(smtp)
+
+    # -- sending ----------------------------------------------------------------------------------------
+
+    def _after_reply_error(self, smtp: smtplib.SMTP) -> None:
+        """Keep the connection usable for the rest of the batch, or drop it if the server hung up."""
+        if smtp.sock is None:  # smtplib closes on 421
+            self._smtp = None
+            return
+        try:
+            smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._discard(smtp)
+            self._smtp = None
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        try:
+            data = mime_bytes(message, self.sender)
+        except ValueError as exc:
+            raise PermanentSendError(self._scrub(str(exc))) from None
+        smtp = self._smtp or self._connect()
+        try:
+            smtp.sendmail(self.sender.addr_spec, [message.to_address.strip()], data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            # smtplib has already sent RSET; with one recipient per message it names exactly this one
+            code, resp = next(iter(exc.recipients.values()), (0, b""))
+            if smtp.sock is None:
+                self._smtp = None
+            reason = self._scrub(f"recipient {message.to_address} refused: {code} {_text(resp)}")
+            raise (PermanentSendError if code >= 500 else TransientSendError)(reason) from None
+        except smtplib.SMTPSenderRefused as exc:
+            # our own From is refused: a configuration problem, so retry rather than give the notice up
+            self._after_reply_error(smtp)
+            raise TransientSendError(
+                self._scrub(f"sender {exc.sender!r} refused: {exc.smtp_code} {_text(exc.smtp_error)}")
+            ) from None
+        except smtplib.SMTPResponseException as exc:
+            self._after_reply_error(smtp)
+            reason = self._scrub(f"{self._where()} answered {exc.smtp_code} {_text(exc.smtp_error)}")
+            raise (PermanentSendError if exc.smtp_code >= 500 else TransientSendError)(reason) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            # e.g. an address that needs SMTPUTF8 on a server without it: this message can never go
+            raise PermanentSendError(self._scrub(str(exc))) from None
+        except (smtplib.SMTPException, OSError) as exc:
+            self._discard(smtp)
+            self._smtp = None
+            raise TransientSendError(
+                self._scrub(f"{self._where()} connection lost: {_describe(exc)}")
+            ) from None
+        return SendResult()

@@ -1,0 +1,539 @@
+"""Dispatch of the notice ledger: claiming, sending, recording, retrying — on SQLite and PostgreSQL.
+
+SMTP tests talk to a real aiosmtpd server in this process and assert what arrived there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+import icalendar
+import pytest
+from sqlalchemy import Engine, event, select
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from sipflows.models import Invitation, Meeting, Notice, NoticeStatus
+from sipflows.notices.dispatch import backoff, claim, dispatch
+from sipflows.notices.ledger import NoticeDraft, enqueue
+from sipflows.settings import Settings
+from sipflows.transports.base import OutgoingMessage, PermanentSendError, SendResult, TransientSendError
+from sipflows.transports.smtp import SmtpTransport
+from tests import smtp_server as smtp_helpers
+from tests.factories import SECRETS
+from tests.smtp_server import SmtpTestServer, settings_for, start_smtp_server
+
+smtp_server = smtp_helpers.smtp_server  # the fixture
+
+NOW = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+DOMAIN = "sipflows.test"
+
+
+# ------------------------------------------------------------------------------------ shared helpers
+
+
+def draft(n: int, address: str | None = None, **kw: object) -> NoticeDraft:
+    """A plain reminder notice (no calendar part)."""
+    values: dict[str, object] = {
+        "key": f"documentation.reminder:case:{n}:stage:1:contact:{n}",
+        "kind": "documentation.reminder",
+        "address": address or f"person{n}@kommun.example.se",
+        "subject": f"Påminnelse: dokumentera SIP-2026-{n} – två arbetsdagar",
+        "body_text": f"Hej!\nPlanen SIP-2026-{n} ska dokumenteras senast 4 mars.\n",
+        "body_html": f"<p>Hej!</p><p>Planen <b>SIP-2026-{n}</b> ska dokumenteras senast 4 mars.</p>",
+    }
+    values.update(kw)
+    return NoticeDraft(**values)  # type: ignore[arg-type]
+
+
+def meeting_ics(meeting: Meeting, method: str = "REQUEST", sequence: int | None = None) -> str:
+    cal = icalendar.Calendar()
+    cal.add("prodid", "-//sipflows tests//SV")
+    cal.add("version", "2.0")
+    cal.add("method", method)
+    ev = icalendar.Event()
+    ev.add("uid", meeting.ical_uid)
+    ev.add("sequence", meeting.sequence if sequence is None else sequence)
+    ev.add("dtstamp", NOW)
+    ev.add("dtstart", meeting.starts_at)
+    ev.add("dtend", meeting.ends_at)
+    ev.add("summary", "SIP-möte")
+    ev.add("location", meeting.place or "")
+    if method == "CANCEL":
+        ev.add("status", "CANCELLED")
+    cal.add_component(ev)
+    return cal.to_ical().decode()
+
+
+def invitation_draft(meeting: Meeting, contact_id: int, address: str, method: str = "REQUEST", seq: int = 0):
+    return NoticeDraft(
+        key=f"meeting.{method.lower()}:meeting:{meeting.id}:seq:{seq}:contact:{contact_id}",
+        kind="meeting.invitation" if method == "REQUEST" else "meeting.cancellation",
+        address=address,
+        subject=f"Kallelse till SIP-möte {meeting.code}",
+        body_text="Du är kallad till ett SIP-möte 10 mars kl 09.00.\n",
+        body_html="<p>Du är kallad till ett SIP-möte 10 mars kl 09.00.</p>",
+        case_id=meeting.case_id,
+        meeting_id=meeting.id,
+        contact_id=contact_id,
+        ics=meeting_ics(meeting, method, seq),
+        ics_method=method,
+        ics_sequence=seq,
+    )
+
+
+def unix(text: str) -> str:
+    """Mail travels with CRLF line ends; the ledger keeps what the renderer wrote."""
+    return text.replace("\r\n", "\n")
+
+
+def add(engine: Engine, drafts: Sequence[NoticeDraft], now: datetime = NOW) -> None:
+    with Session(engine) as s, s.begin():
+        enqueue(s, list(drafts), now, DOMAIN)
+
+
+def ledger(engine: Engine) -> dict[str, Notice]:
+    with Session(engine, expire_on_commit=False) as s:
+        return {n.key: n for n in s.scalars(select(Notice).order_by(Notice.id))}
+
+
+def fast_settings(server: SmtpTestServer | None = None, **kw: object) -> Settings:
+    values: dict[str, object] = {
+        "backoff_base_seconds": 60.0,
+        "backoff_max_seconds": 3600.0,
+        "max_attempts": 4,
+        "claim_lease_seconds": 600,
+    }
+    values.update(kw)
+    return settings_for(server, **values)
+
+
+@dataclass
+class RecordingTransport:
+    """A Transport of our own (not a mock of a library): records messages, fails on request."""
+
+    fail: dict[str, BaseException] = field(default_factory=dict)
+    external_ids: dict[str, str] = field(default_factory=dict)
+    open_error: BaseException | None = None
+    name: str = "recording"
+    sent: list[OutgoingMessage] = field(default_factory=list)
+    opened: int = 0
+    closed: int = 0
+
+    def __enter__(self) -> RecordingTransport:
+        if self.open_error is not None:
+            raise self.open_error
+        self.opened += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.closed += 1
+
+    def send(self, message: OutgoingMessage) -> SendResult:
+        self.sent.append(message)
+        if message.key in self.fail:
+            raise self.fail[message.key]
+        return SendResult(external_id=self.external_ids.get(message.key))
+
+
+# ----------------------------------------------------------------------------------------------- tests
+
+
+def test_backoff_doubles_from_the_base_and_stops_at_the_maximum():
+    s = fast_settings(backoff_base_seconds=60, backoff_max_seconds=600)
+    assert [backoff(a, s).total_seconds() for a in range(1, 7)] == [60, 120, 240, 480, 600, 600]
+    assert backoff(10_000, s) == timedelta(seconds=600)
+
+
+def test_claim_takes_due_notices_in_order_and_never_a_live_claim(engine):
+    add(engine, [draft(n) for n in range(1, 6)])
+    add(engine, [draft(9)], now=NOW + timedelta(hours=1))  # not due yet
+    first = claim(engine, NOW, 3, "worker-a", 600)
+    second = claim(engine, NOW, 3, "worker-b", 600)
+    assert [r["key"] for r in first] == [draft(n).key for n in (1, 2, 3)]
+    assert [r["key"] for r in second] == [draft(n).key for n in (4, 5)]
+    assert claim(engine, NOW, 3, "worker-c", 600) == []
+    rows = ledger(engine)
+    assert {rows[draft(n).key].claimed_by for n in (1, 2, 3)} == {"worker-a"}
+    assert rows[draft(4).key].claimed_until == NOW + timedelta(seconds=600)
+    assert rows[draft(9).key].claimed_by is None
+    # an expired lease (a dispatcher that died) is claimable again; the later notice is due by then
+    later = claim(engine, NOW + timedelta(hours=1), 10, "worker-d", 600)
+    assert [r["key"] for r in later] == [draft(n).key for n in (1, 2, 3, 4, 5, 9)]
+
+
+def test_smtp_dispatch_delivers_exactly_what_the_ledger_holds(engine, session, build, smtp_server):
+    r = build.standard_region()
+    case = build.case(r["k"], participants=(r["r"], r["f"]))
+    meeting = build.meeting(case, date(2026, 3, 10))
+    for c in (r["k"], r["r"], r["f"]):
+        build.invite(meeting, c, sent_on=date(2026, 2, 20) if c is r["f"] else None)
+    session.commit()
+    invitees = [(r["k"].id, r["k"].email), (r["r"].id, r["r"].email), (r["f"].id, r["f"].email)]
+    add(engine, [invitation_draft(meeting, cid, email) for cid, email in invitees] + [draft(1)])
+    settings = fast_settings(smtp_server)
+
+    summary = dispatch(engine, SmtpTransport(settings), NOW, settings)
+
+    assert (summary.sent, summary.failed, summary.dead, summary.failures) == (4, 0, 0, [])
+    rows = ledger(engine)
+    arrived = {d.message["Message-ID"]: d for d in smtp_server.deliveries}
+    assert sorted(arrived) == sorted(n.message_id for n in rows.values())
+    assert len({d.connection for d in smtp_server.deliveries}) == 1  # one connection for the batch
+    for n in rows.values():
+        d = arrived[n.message_id]
+        msg = d.message
+        assert d.rcpt_tos == (n.address,)
+        assert d.mail_from == "sip-noreply@sipflows.test"
+        assert msg["From"].addresses[0].display_name == "SIP-påminnelser"
+        assert msg["From"].addresses[0].addr_spec == "sip-noreply@sipflows.test"
+        assert msg["To"].addresses[0].addr_spec == n.address
+        assert msg["Subject"] == n.subject  # decoded from RFC 2047
+        assert msg["Date"].datetime == NOW
+        assert msg.get_content_type() == "multipart/alternative"
+        assert unix(msg.get_body(("plain",)).get_content()) == n.body_text
+        assert unix(msg.get_body(("html",)).get_content()).strip() == n.body_html
+        calendars = [p for p in msg.walk() if p.get_content_type() == "text/calendar"]
+        if n.ics is None:
+            assert calendars == []
+        else:
+            (cal,) = calendars
+            assert cal.get_param("method") == "REQUEST"
+            assert cal.get_content_charset() == "utf-8"
+            assert cal.get_content() == n.ics
+            assert "\r\n" in cal.get_payload(decode=True).decode()  # RFC 5545 line ends survive
+            event_ = icalendar.Calendar.from_ical(cal.get_content()).walk("VEVENT")[0]
+            assert str(event_["UID"]) == meeting.ical_uid
+        assert (n.status, n.attempts, n.sent_at, n.claimed_until) == (NoticeStatus.SENT, 1, NOW, None)
+    # every invitation counts as sent now, except the one already sent earlier
+    with Session(engine) as s:
+        sent_at = dict(s.execute(select(Invitation.contact_id, Invitation.sent_at)).tuples().all())
+    assert sent_at[r["k"].id] == NOW and sent_at[r["r"].id] == NOW
+    assert sent_at[r["f"].id] == datetime(2026, 2, 20, 9, 0, tzinfo=UTC)
+
+    # a rerun, even much later, sends nothing again
+    again = dispatch(engine, SmtpTransport(settings), NOW + timedelta(days=1), settings)
+    assert (again.sent, again.failed, again.dead, again.batches) == (0, 0, 0, 0)
+    assert len(smtp_server.deliveries) == 4
+
+
+def test_refused_recipient_fails_alone_and_the_connection_carries_on(engine, smtp_server):
+    add(engine, [draft(1), draft(2, address="gone@region.example.se"), draft(3), draft(4)])
+    smtp_server.refuse("gone@region.example.se", "550 5.1.1 <gone@region.example.se>: no such user")
+    settings = fast_settings(smtp_server)
+
+    summary = dispatch(engine, SmtpTransport(settings), NOW, settings)
+
+    assert (summary.sent, summary.failed, summary.dead) == (3, 0, 1)
+    ((notice_id, key, kind, reason),) = summary.failures
+    assert key == draft(2).key and kind == "documentation.reminder" and "550" in reason
+    assert summary.dead_ids == [notice_id]
+    rows = ledger(engine)
+    bad = rows[draft(2).key]
+    assert (bad.status, bad.attempts, bad.sent_at, bad.claimed_until) == (NoticeStatus.DEAD, 1, None, None)
+    assert "no such user" in (bad.last_error or "")
+    assert sorted(d.rcpt_tos[0] for d in smtp_server.deliveries) == sorted(
+        draft(n).address for n in (1, 3, 4)
+    )
+    assert len({d.connection for d in smtp_server.deliveries}) == 1
+    # dead stays dead: a later run does not try it again
+    assert dispatch(engine, SmtpTransport(settings), NOW + timedelta(days=2), settings).batches == 0
+
+
+def test_temporary_refusal_is_retried_with_backoff_then_sent_once(engine, smtp_server):
+    add(engine, [draft(1), draft(2, address="full@region.example.se")])
+    smtp_server.refuse("full@region.example.se", "452 4.2.2 mailbox full")
+    settings = fast_settings(smtp_server)
+
+    first = dispatch(engine, SmtpTransport(settings), NOW, settings)
+    assert (first.sent, first.failed, first.dead) == (1, 1, 0)
+    n = ledger(engine)[draft(2).key]
+    assert (n.status, n.attempts, n.next_attempt_at) == (NoticeStatus.FAILED, 1, NOW + timedelta(seconds=60))
+    assert "452" in (n.last_error or "")
+
+    # not due before its backoff has passed
+    assert dispatch(engine, SmtpTransport(settings), NOW + timedelta(seconds=59), settings).batches == 0
+    del smtp_server.handler.refuse["full@region.example.se"]
+    later = dispatch(engine, SmtpTransport(settings), NOW + timedelta(seconds=60), settings)
+    assert later.sent == 1
+    n = ledger(engine)[draft(2).key]
+    assert (n.status, n.attempts, n.last_error) == (NoticeStatus.SENT, 2, None)
+    assert [d.rcpt_tos[0] for d in smtp_server.deliveries].count("full@region.example.se") == 1
+
+
+def test_server_down_backs_off_exponentially_and_recovery_sends_once(engine):
+    add(engine, [draft(1), draft(2)])
+    settings = fast_settings(None, max_attempts=5)  # a free port where nobody listens
+    times = [NOW]
+    for attempt in (1, 2, 3):
+        summary = dispatch(engine, SmtpTransport(settings), times[-1], settings)
+        assert (summary.sent, summary.failed, summary.dead) == (0, 2, 0)
+        assert all("cannot reach SMTP" in f.reason for f in summary.failures)
+        rows = ledger(engine)
+        expected_next = times[-1] + timedelta(seconds=60 * 2 ** (attempt - 1))
+        for n in rows.values():
+            assert (n.status, n.attempts, n.next_attempt_at) == (NoticeStatus.FAILED, attempt, expected_next)
+            assert n.claimed_until is None
+        times.append(expected_next)
+
+    server = start_smtp_server(port=settings.smtp_port)
+    try:
+        summary = dispatch(engine, SmtpTransport(settings), times[-1], settings)
+        assert summary.sent == 2
+        assert sorted(d.message["Message-ID"] for d in server.deliveries) == sorted(
+            n.message_id for n in ledger(engine).values()
+        )
+        assert dispatch(engine, SmtpTransport(settings), times[-1] + timedelta(days=1), settings).sent == 0
+        assert len(server.deliveries) == 2
+    finally:
+        server.stop()
+    assert {(n.status, n.attempts) for n in ledger(engine).values()} == {(NoticeStatus.SENT, 4)}
+
+
+def test_after_max_attempts_a_notice_is_dead_and_never_sent(engine, smtp_server):
+    add(engine, [draft(1, address="full@region.example.se")])
+    smtp_server.refuse("full@region.example.se", "421 4.7.0 try again later")
+    settings = fast_settings(smtp_server, max_attempts=3)
+    when = NOW
+    statuses = []
+    for _ in range(3):
+        dispatch(engine, SmtpTransport(settings), when, settings)
+        n = ledger(engine)[draft(1).key]
+        statuses.append((n.status, n.attempts))
+        when = n.next_attempt_at
+    assert statuses == [(NoticeStatus.FAILED, 1), (NoticeStatus.FAILED, 2), (NoticeStatus.DEAD, 3)]
+    smtp_server.handler.refuse.clear()
+    assert dispatch(engine, SmtpTransport(settings), when + timedelta(days=1), settings).batches == 0
+    assert smtp_server.deliveries == []
+
+
+def test_a_notice_that_cannot_be_built_is_dead_and_the_batch_goes_on(engine):
+    bad_files = {"files": [{"filename": "rapport.csv", "content_type": "text/csv", "content_base64": "@@@"}]}
+    add(engine, [draft(1), draft(2, attachments=bad_files), draft(3)])
+    transport = RecordingTransport()
+    summary = dispatch(engine, transport, NOW, fast_settings())
+    assert (summary.sent, summary.dead) == (2, 1)
+    assert [m.key for m in transport.sent] == [draft(1).key, draft(3).key]
+    n = ledger(engine)[draft(2).key]
+    assert n.status == NoticeStatus.DEAD and "rapport.csv" in (n.last_error or "")
+
+
+def test_errors_of_any_kind_are_recorded_per_notice_without_secrets(engine):
+    settings = fast_settings(
+        exchange_password="Hemligt-Lösen-42", smtp_password="smtp-pw-9f3", max_attempts=2
+    )
+    add(engine, [draft(n) for n in range(1, 5)])
+    transport = RecordingTransport(
+        fail={
+            draft(1).key: RuntimeError("EWS said: bad credentials Hemligt-Lösen-42 for sip@x"),
+            draft(2).key: PermanentSendError("address rejected"),
+            draft(3).key: TransientSendError("throttled; token smtp-pw-9f3"),
+        }
+    )
+    summary = dispatch(engine, transport, NOW, settings)
+    assert (summary.sent, summary.failed, summary.dead) == (1, 2, 1)
+    rows = ledger(engine)
+    assert rows[draft(1).key].status == NoticeStatus.FAILED  # an unknown error is transient
+    assert rows[draft(1).key].last_error == "RuntimeError: EWS said: bad credentials *** for sip@x"
+    assert rows[draft(2).key].status == NoticeStatus.DEAD  # permanent: never retried
+    assert rows[draft(3).key].last_error == "throttled; token ***"
+    for f in summary.failures:
+        assert "Hemligt" not in f.reason and "smtp-pw" not in f.reason
+
+
+def test_meeting_info_is_loaded_for_the_whole_batch_without_personal_data(engine, session, build):
+    r = build.standard_region()
+    cases = [build.case(r["k"], participants=(r["r"], r["s"])) for _ in range(6)]
+    meetings = [build.meeting(c, date(2026, 3, 10), at="13:30") for c in cases]
+    for m in meetings:
+        build.invite(m, r["k"])
+        build.invite(m, r["r"])
+        build.invite(m, r["s"], required=False)
+    session.commit()
+    m0 = meetings[0]
+    # an earlier send of this meeting to Rolf created a calendar item; the update must refer to it
+    add(engine, [invitation_draft(m0, r["r"].id, r["r"].email, seq=0)])
+    first_key = f"meeting.request:meeting:{m0.id}:seq:0:contact:{r['r'].id}"
+    dispatch(engine, RecordingTransport(external_ids={first_key: "AAMk-1"}), NOW, fast_settings())
+
+    def drafts_for(ms: Sequence[Meeting], seq: int) -> list[NoticeDraft]:
+        return [invitation_draft(m, c.id, c.email, seq=seq) for m in ms for c in (r["k"], r["r"], r["s"])] + [
+            draft(100 + m.id) for m in ms
+        ]
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT") and " FROM " in statement.upper():
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        add(engine, drafts_for(meetings[:2], seq=1))
+        statements.clear()
+        small = RecordingTransport()
+        dispatch(engine, small, NOW, fast_settings())
+        few = len(statements)
+        add(engine, drafts_for(meetings[2:], seq=1))
+        statements.clear()
+        large = RecordingTransport()
+        dispatch(engine, large, NOW, fast_settings())
+        many = len(statements)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(small.sent) == 8 and len(large.sent) == 16
+    assert few == many  # the same queries for 8 or 16 notices: set-based, not one per notice
+
+    by_key = {m.key: m for m in small.sent}
+    rolf = by_key[f"meeting.request:meeting:{m0.id}:seq:1:contact:{r['r'].id}"]
+    info = rolf.meeting
+    assert info is not None
+    assert (info.uid, info.sequence, info.method) == (m0.ical_uid, 1, "REQUEST")
+    assert (info.starts_at, info.ends_at, info.location) == (m0.starts_at, m0.ends_at, m0.place)
+    assert (info.organizer_email, info.organizer_name) == (r["k"].email, r["k"].name)
+    assert [(a.email, a.required) for a in info.attendees] == [
+        (r["k"].email, True),
+        (r["r"].email, True),
+        (r["s"].email, False),
+    ]
+    assert rolf.external_id == "AAMk-1" and rolf.to_name == r["r"].name
+    sven = by_key[f"meeting.request:meeting:{m0.id}:seq:1:contact:{r['s'].id}"]
+    assert sven.external_id is None
+    assert all(m.meeting is None for m in small.sent if m.ics is None)
+    for m in small.sent + large.sent:
+        text = repr(m)
+        assert not any(secret in text for secret in SECRETS)
+
+
+def test_a_transport_that_cannot_open_fails_its_batch_and_stops_the_run(engine):
+    add(engine, [draft(n) for n in range(1, 6)])
+    transport = RecordingTransport(open_error=TransientSendError("cannot reach SMTP mail:25: refused"))
+    summary = dispatch(engine, transport, NOW, fast_settings(), batch_size=2)
+    assert (summary.batches, summary.failed, summary.sent) == (1, 2, 0)
+    rows = ledger(engine)
+    assert [(n.status, n.attempts) for n in rows.values()] == [(NoticeStatus.FAILED, 1)] * 2 + [
+        (NoticeStatus.PENDING, 0)
+    ] * 3
+    assert all(n.claimed_until is None for n in rows.values())
+
+
+def test_batches_loop_until_nothing_is_due_or_max_batches(engine):
+    add(engine, [draft(n) for n in range(1, 8)])
+    transport = RecordingTransport()
+    first = dispatch(engine, transport, NOW, fast_settings(), batch_size=3, max_batches=2)
+    assert (first.batches, first.sent, transport.opened, transport.closed) == (2, 6, 2, 2)
+    assert ledger(engine)[draft(7).key].claimed_until is None  # not claimed by a batch that never ran
+    rest = dispatch(engine, transport, NOW, fast_settings(), batch_size=3)
+    assert (rest.batches, rest.sent) == (1, 1)
+    assert [m.key for m in transport.sent] == [draft(n).key for n in range(1, 8)]
+
+
+def test_an_interrupted_batch_gives_back_the_claims_it_did_not_use(engine):
+    add(engine, [draft(n) for n in range(1, 5)])
+    transport = RecordingTransport(fail={draft(2).key: KeyboardInterrupt()})
+    with pytest.raises(KeyboardInterrupt):
+        dispatch(engine, transport, NOW, fast_settings(), clock=lambda: 0.0)
+    rows = ledger(engine)
+    assert rows[draft(1).key].status == NoticeStatus.SENT
+    # the interrupted one may have gone out: it stays claimed until its lease ends (at-least-once)
+    assert rows[draft(2).key].claimed_until == NOW + timedelta(seconds=600)
+    assert rows[draft(3).key].claimed_until is None and rows[draft(4).key].claimed_until is None
+    again = RecordingTransport()
+    dispatch(engine, again, NOW, fast_settings())
+    assert [m.key for m in again.sent] == [draft(3).key, draft(4).key]
+
+
+def test_a_long_run_keeps_its_claims_live_and_never_sends_on_a_stale_one(engine):
+    """Leases follow the time the run has taken: a later dispatcher cannot take over a slow batch."""
+    add(engine, [draft(n) for n in range(1, 6)])
+    elapsed = [0.0]
+    seen: list[tuple[str, datetime]] = []
+
+    class SlowTransport(RecordingTransport):
+        def send(self, message: OutgoingMessage) -> SendResult:
+            with Session(engine) as s:
+                claimed_until = s.scalar(select(Notice.claimed_until).where(Notice.id == message.notice_id))
+            seen.append((message.key, claimed_until))
+            elapsed[0] += 200  # each send takes 200 s of a 600 s lease
+            return super().send(message)
+
+    settings = fast_settings(claim_lease_seconds=600)
+    summary = dispatch(engine, SlowTransport(), NOW, settings, clock=lambda: elapsed[0])
+
+    assert (summary.sent, summary.batches) == (5, 3)  # each batch stops at half its lease
+    assert [k for k, _ in seen] == [draft(n).key for n in range(1, 6)]
+    assert [until - NOW for _, until in seen] == [timedelta(seconds=s) for s in (600, 600, 1000, 1000, 1400)]
+    rows = ledger(engine)
+    assert all(n.status == NoticeStatus.SENT and n.sent_at == NOW for n in rows.values())
+
+
+def test_naive_now_is_refused(engine):
+    with pytest.raises(ValueError, match="aware"):
+        dispatch(engine, RecordingTransport(), NOW.replace(tzinfo=None), fast_settings())
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+@pytest.fixture
+def cli_env(monkeypatch, db_url, tmp_path):
+    from sipflows.settings import get_settings
+
+    monkeypatch.setenv("SIPFLOWS_DATABASE_URL", db_url)
+    monkeypatch.setenv("SIPFLOWS_OUTBOX_DIR", str(tmp_path / "outbox"))
+    monkeypatch.setenv("SIPFLOWS_TRANSPORT", "outbox")
+    get_settings.cache_clear()
+    yield tmp_path / "outbox"
+    get_settings.cache_clear()
+
+
+def test_cli_dispatch_and_list(engine, smtp_server, cli_env, monkeypatch):
+    from sipflows.cli import app
+
+    monkeypatch.setenv("SIPFLOWS_TRANSPORT", "smtp")
+    monkeypatch.setenv("SIPFLOWS_SMTP_HOST", smtp_server.host)
+    monkeypatch.setenv("SIPFLOWS_SMTP_PORT", str(smtp_server.port))
+    from sipflows.settings import get_settings
+
+    get_settings.cache_clear()
+    add(engine, [draft(1), draft(2, address="gone@region.example.se"), draft(3)])
+    smtp_server.refuse("gone@region.example.se")
+    runner = CliRunner()
+
+    result = runner.invoke(app, ["notices", "dispatch", "--batch-size", "2", "--now", NOW.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert "via smtp: 2 sent, 0 failed (will retry), 1 dead" in result.output
+    assert (
+        f"dead  {draft(2).key} (documentation.reminder): recipient gone@region.example.se refused: 550"
+        in (result.output)
+    )
+    assert len(smtp_server.deliveries) == 2
+
+    listed = runner.invoke(app, ["notices", "list"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.output.splitlines()
+    assert lines[0].split()[:4] == ["key", "kind", "status", "tries"]
+    assert any(draft(1).key in line and " sent " in line for line in lines)
+    assert draft(1).body_text.splitlines()[1] not in listed.output  # never a body
+
+    dead = runner.invoke(app, ["notices", "list", "--status", "dead"])
+    assert dead.exit_code == 0
+    assert draft(2).key in dead.output and draft(1).key not in dead.output
+    assert "gone@region.example.se" in dead.output and "550" in dead.output
+
+    bad = runner.invoke(app, ["notices", "dispatch", "--now", "2026-03-02 08:00"])
+    assert bad.exit_code != 0 and "time zone" in bad.output
+
+
+def test_cli_dispatch_to_the_outbox_by_default(engine, cli_env):
+    from sipflows.cli import app
+
+    add(engine, [draft(1), draft(2)])
+    result = CliRunner().invoke(app, ["notices", "dispatch", "--now", NOW.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert "via outbox: 2 sent" in result.output
+    assert len(list(cli_env.glob("*.eml"))) == 2
+    empty = CliRunner().invoke(app, ["notices", "list", "--status", "failed"])
+    assert "no notices with status failed" in empty.output
