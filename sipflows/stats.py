@@ -1,0 +1,635 @@
+"""SIP statistics for a period: the figures coordinators and steering groups ask for.
+
+Every figure is an aggregate (a count, a share or a median) over a date range ``[start, end]`` of local
+Stockholm dates, both ends included; timestamps are in the period when their local date is, i.e.
+``start_of_local_day_utc(start) <= ts < start_of_local_day_utc(end + 1 day)``. No figure names a plan
+or a person. Counts come from SQL aggregates with ``GROUP BY``; figures that need an organisation's
+working-day calendar (documentation in time, medians of working days) fetch the period's date pairs
+in one query and finish in Python. Never one query per row.
+
+Per organisation
+    Plans, meetings, documentation and invitations count for the plan's **convener organisation**;
+    deviations count for the **concerning organisation**. ``TOTAL`` (``"*"``) is every organisation
+    in scope (all, or those given with ``organisations=``). Invitations are further split by the
+    **invited contact's organisation kind** (dimension ``invitee_kind``), so that Försäkringskassan's
+    or the schools' answers and attendance are visible.
+
+Plans (unit: count)
+    ``plans_identified``/``plans_offered``/``plans_started``/``plans_ended``: plans whose
+    ``identified_on``/``offered_on``/``activated_on``/``closed_on`` lies in the period.
+    ``plans_ended_consent_withdrawn``: of those ended, closure reason ``consent_withdrawn``.
+    ``sip_meetings_held``/``follow_ups_held``/``pre_meetings_held``: meetings of that kind with status
+    ``held`` starting in the period; ``plans_held``/``plans_followed_up``: distinct plans with such a
+    held SIP meeting / follow-up meeting.
+    ``plans_first_sip_meeting``: plans whose first ever held SIP meeting lies in the period;
+    ``identified_to_first_sip_median_working_days``: median working days from ``identified_on`` to that
+    meeting's local date (working days in ``(identified, meeting]``, convener's calendar).
+
+Documentation (dimension ``meeting_kind``: ``sip_meeting``, ``follow_up``; no dimension = both)
+    Of the held SIP and follow-up meetings starting in the period (``documentation_meetings_held``),
+    the due day is ``add_working_days(local meeting date, documentation.due_working_days)`` on the
+    convener's calendar (national holidays plus its closed days) and with its policy override.
+    ``documented_in_time``: documented on or before the due day (local date of ``documented_at``);
+    ``documented_late``: documented after it; ``undocumented_overdue``: not documented and the due day
+    is before ``as_of``; ``documentation_pending``: not documented and the due day is ``as_of`` or
+    later (not late yet, left out of the share).
+    ``documented_in_time_share`` (percent) = in time / (held − pending).
+    ``documentation_median_working_days``: median working days from the meeting to its documentation,
+    over the documented meetings.
+
+Invitations (dimension ``invitee_kind``; no dimension = all kinds)
+    ``invitations_sent``: invitations with ``sent_at`` in the period (any meeting kind or status);
+    ``invitations_answered`` those with an answer other than ``none`` (split into accepted, tentative,
+    declined); ``invitation_answer_rate`` (percent) = answered / sent.
+    ``attendance_recorded``: invitations to meetings held in the period whose attendance is recorded
+    (``attended`` not null); ``attendance_attended`` of those, attended; ``attendance_rate`` (percent).
+
+Deviations (dimensions ``kind``, ``severity``, and both; no dimension = all)
+    ``deviations_reported``: reported in the period. ``deviations_closed``: of those, resolved before
+    the period ended; ``deviations_open``: the rest (still open at the end of the period).
+    ``deviations_acknowledged``/``deviations_replied``: of those, acknowledged / replied at all.
+    ``deviation_acknowledgement_median_days``/``deviation_reply_median_days`` (no dimension and
+    ``severity`` only): median **calendar** days between the local dates of report and
+    acknowledgement / reply.
+
+Rows with a dimension appear only where something was counted; rows without a dimension appear for the
+total and every organisation of the section (with zeros). Shares and medians without any data are
+``None``.
+"""
+
+from __future__ import annotations
+
+import enum
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, case, distinct, func, or_, select, true
+from sqlalchemy.orm import Session, aliased
+
+from sipflows.checks.base import CheckContext
+from sipflows.models import (
+    Answer,
+    ClosureReason,
+    Contact,
+    Deviation,
+    DeviationKind,
+    Invitation,
+    Meeting,
+    MeetingKind,
+    MeetingStatus,
+    Organisation,
+    OrgKind,
+    Severity,
+    SipCase,
+)
+from sipflows.policy import EffectivePolicy
+from sipflows.timeutil import local_date, start_of_local_day_utc
+
+TOTAL = "*"
+
+
+class Unit(enum.StrEnum):
+    COUNT = "count"
+    PERCENT = "percent"
+    WORKING_DAYS = "working_days"
+    DAYS = "days"
+
+
+class Section(enum.StrEnum):
+    PLANS = "plans"
+    DOCUMENTATION = "documentation"
+    INVITATIONS = "invitations"
+    DEVIATIONS = "deviations"
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    section: Section
+    unit: Unit
+
+
+_C, _P, _W, _D = Unit.COUNT, Unit.PERCENT, Unit.WORKING_DAYS, Unit.DAYS
+
+METRICS: dict[str, MetricDef] = {
+    # plans, by the convener organisation
+    "plans_identified": MetricDef(Section.PLANS, _C),
+    "plans_offered": MetricDef(Section.PLANS, _C),
+    "plans_started": MetricDef(Section.PLANS, _C),
+    "pre_meetings_held": MetricDef(Section.PLANS, _C),
+    "sip_meetings_held": MetricDef(Section.PLANS, _C),
+    "plans_held": MetricDef(Section.PLANS, _C),
+    "follow_ups_held": MetricDef(Section.PLANS, _C),
+    "plans_followed_up": MetricDef(Section.PLANS, _C),
+    "plans_ended": MetricDef(Section.PLANS, _C),
+    "plans_ended_consent_withdrawn": MetricDef(Section.PLANS, _C),
+    "plans_first_sip_meeting": MetricDef(Section.PLANS, _C),
+    "identified_to_first_sip_median_working_days": MetricDef(Section.PLANS, _W),
+    # documentation of held SIP and follow-up meetings
+    "documentation_meetings_held": MetricDef(Section.DOCUMENTATION, _C),
+    "documented_in_time": MetricDef(Section.DOCUMENTATION, _C),
+    "documented_late": MetricDef(Section.DOCUMENTATION, _C),
+    "undocumented_overdue": MetricDef(Section.DOCUMENTATION, _C),
+    "documentation_pending": MetricDef(Section.DOCUMENTATION, _C),
+    "documented_in_time_share": MetricDef(Section.DOCUMENTATION, _P),
+    "documentation_median_working_days": MetricDef(Section.DOCUMENTATION, _W),
+    # invitations, by convener organisation and the invitee's organisation kind
+    "invitations_sent": MetricDef(Section.INVITATIONS, _C),
+    "invitations_answered": MetricDef(Section.INVITATIONS, _C),
+    "invitations_accepted": MetricDef(Section.INVITATIONS, _C),
+    "invitations_tentative": MetricDef(Section.INVITATIONS, _C),
+    "invitations_declined": MetricDef(Section.INVITATIONS, _C),
+    "invitation_answer_rate": MetricDef(Section.INVITATIONS, _P),
+    "attendance_recorded": MetricDef(Section.INVITATIONS, _C),
+    "attendance_attended": MetricDef(Section.INVITATIONS, _C),
+    "attendance_rate": MetricDef(Section.INVITATIONS, _P),
+    # deviations, by the concerning organisation
+    "deviations_reported": MetricDef(Section.DEVIATIONS, _C),
+    "deviations_open": MetricDef(Section.DEVIATIONS, _C),
+    "deviations_closed": MetricDef(Section.DEVIATIONS, _C),
+    "deviations_acknowledged": MetricDef(Section.DEVIATIONS, _C),
+    "deviations_replied": MetricDef(Section.DEVIATIONS, _C),
+    "deviation_acknowledgement_median_days": MetricDef(Section.DEVIATIONS, _D),
+    "deviation_reply_median_days": MetricDef(Section.DEVIATIONS, _D),
+}
+
+Value = int | float | None
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One number of the report: what, for which organisation (code or ``TOTAL``), split how."""
+
+    metric: str
+    organisation: str
+    dimension: str
+    value: Value
+    unit: str
+
+
+@dataclass(frozen=True)
+class Period:
+    """Local dates, both ends included."""
+
+    start: date
+    end: date
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"the period ends ({self.end}) before it starts ({self.start})")
+
+    @classmethod
+    def week_ending(cls, last_day: date) -> Period:
+        return cls(last_day - timedelta(days=6), last_day)
+
+    @property
+    def utc_start(self) -> datetime:
+        return start_of_local_day_utc(self.start)
+
+    @property
+    def utc_end(self) -> datetime:
+        """The first instant after the period (exclusive bound)."""
+        return start_of_local_day_utc(self.end + timedelta(days=1))
+
+
+@dataclass(frozen=True)
+class OrgInfo:
+    code: str
+    name: str
+    kind: str
+
+
+class UnknownOrganisation(ValueError):
+    """An organisation code given for the report's scope is not in the register."""
+
+
+def dimension(**parts: object) -> str:
+    """``kind=party_absent;severity=high``: the stable text form of a split, in the given order."""
+    return ";".join(f"{k}={getattr(v, 'value', v)}" for k, v in parts.items())
+
+
+@dataclass(frozen=True)
+class ReportStats:
+    period: Period
+    as_of: date
+    scope: tuple[str, ...]
+    organisations: dict[str, OrgInfo]
+    documentation_due: dict[str, int]
+    figures: tuple[Figure, ...]
+
+    @cached_property
+    def _index(self) -> dict[tuple[str, str, str], Figure]:
+        return {(f.metric, f.organisation, f.dimension): f for f in self.figures}
+
+    def figure(self, metric: str, organisation: str = TOTAL, dimension: str = "") -> Figure:
+        """The figure, or ``KeyError`` when no such row exists."""
+        return self._index[(metric, organisation, dimension)]
+
+    def value(
+        self, metric: str, organisation: str = TOTAL, dimension: str = "", default: Value = None
+    ) -> Value:
+        found = self._index.get((metric, organisation, dimension))
+        return found.value if found is not None else default
+
+    def organisations_in(self, section: Section) -> list[str]:
+        """Organisation codes with rows in a section, by name."""
+        codes = {f.organisation for f in self.figures if METRICS[f.metric].section == section}
+        codes.discard(TOTAL)
+        return sorted(codes, key=lambda c: (self.organisations[c].name.casefold(), c))
+
+    def dimension_values(self, metric: str, key: str, organisation: str = TOTAL) -> list[str]:
+        """The values of a single-key dimension (``invitee_kind``, ``kind``…) present for a metric."""
+        prefix = f"{key}="
+        return sorted(
+            f.dimension[len(prefix) :]
+            for f in self.figures
+            if f.metric == metric
+            and f.organisation == organisation
+            and f.dimension.startswith(prefix)
+            and ";" not in f.dimension
+        )
+
+
+def _share(part: int, whole: int) -> float | None:
+    return 100.0 * part / whole if whole else None
+
+
+def _median(values: Sequence[int]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+class _Figures:
+    """Collects rows, each with its metric's unit."""
+
+    def __init__(self) -> None:
+        self.rows: list[Figure] = []
+
+    def add(self, metric: str, org: str, dim: str, value: Value) -> None:
+        self.rows.append(Figure(metric, org, dim, value, METRICS[metric].unit.value))
+
+
+@dataclass
+class _Acc:
+    """Counters and samples for one (organisation, dimension) cell."""
+
+    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    samples: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+
+
+class _Cells:
+    def __init__(self) -> None:
+        self.cells: dict[tuple[str, str], _Acc] = defaultdict(_Acc)
+
+    def count(self, orgs: Iterable[str], dims: Iterable[str], name: str, n: int) -> None:
+        for o in orgs:
+            for d in dims:
+                self.cells[(o, d)].counts[name] += n
+
+    def sample(self, orgs: Iterable[str], dims: Iterable[str], name: str, v: int) -> None:
+        for o in orgs:
+            for d in dims:
+                self.cells[(o, d)].samples[name].append(v)
+
+    def keys(self, section_orgs: Iterable[str]) -> list[tuple[str, str]]:
+        keys = set(self.cells) | {(o, "") for o in section_orgs} | {(TOTAL, "")}
+        return sorted(keys)
+
+
+def compute_stats(
+    session: Session,
+    period: Period,
+    policy: EffectivePolicy,
+    *,
+    organisations: Sequence[str] = (),
+    as_of: date | None = None,
+) -> ReportStats:
+    """Every figure for ``period``; ``as_of`` (default: the period's last day) judges what is pending."""
+    judged = as_of or period.end
+    orgs = {
+        oid: OrgInfo(code, name, kind.value)
+        for oid, code, name, kind in session.execute(
+            select(Organisation.id, Organisation.code, Organisation.name, Organisation.kind)
+        ).tuples()
+    }
+    by_code = {o.code: oid for oid, o in orgs.items()}
+    unknown = [c for c in organisations if c not in by_code]
+    if unknown:
+        raise UnknownOrganisation(f"no organisation with code {', '.join(sorted(unknown))} in the register")
+    scope_ids = sorted({by_code[c] for c in organisations})
+    scope_codes = [orgs[i].code for i in scope_ids]
+    ctx = CheckContext.load(session, judged, policy)
+    codes = {oid: o.code for oid, o in orgs.items()}
+
+    def convener_in_scope() -> ColumnElement[bool]:
+        return SipCase.convener_org_id.in_(scope_ids) if scope_ids else true()
+
+    def concerning_in_scope() -> ColumnElement[bool]:
+        return Deviation.concerning_org_id.in_(scope_ids) if scope_ids else true()
+
+    out = _Figures()
+    _plans(session, period, ctx, codes, convener_in_scope(), scope_codes, out)
+    _documentation(session, period, judged, ctx, codes, convener_in_scope(), scope_codes, out)
+    _invitations(session, period, codes, convener_in_scope(), scope_codes, out)
+    _deviations(session, period, codes, concerning_in_scope(), scope_codes, out)
+
+    due = {TOTAL: policy.policy.documentation.due_working_days}
+    for code, pol in policy.overrides.items():
+        if code in by_code and pol.documentation.due_working_days != due[TOTAL]:
+            due[code] = pol.documentation.due_working_days
+    return ReportStats(
+        period=period,
+        as_of=judged,
+        scope=tuple(scope_codes),
+        organisations={o.code: o for o in orgs.values()},
+        documentation_due=due,
+        figures=tuple(out.rows),
+    )
+
+
+def _in_period(col: Any, period: Period) -> ColumnElement[bool]:
+    return and_(col >= period.utc_start, col < period.utc_end)
+
+
+def _count_case(cond: ColumnElement[bool]) -> Any:
+    return func.sum(case((cond, 1), else_=0))
+
+
+def _plans(
+    session: Session,
+    period: Period,
+    ctx: CheckContext,
+    codes: dict[int, str],
+    scope: ColumnElement[bool],
+    scope_codes: list[str],
+    out: _Figures,
+) -> None:
+    cells = _Cells()
+    stage_cols = {
+        "plans_identified": SipCase.identified_on.between(period.start, period.end),
+        "plans_offered": SipCase.offered_on.between(period.start, period.end),
+        "plans_started": SipCase.activated_on.between(period.start, period.end),
+        "plans_ended": SipCase.closed_on.between(period.start, period.end),
+    }
+    ended_withdrawn = and_(
+        SipCase.closed_on.between(period.start, period.end),
+        SipCase.closure_reason == ClosureReason.CONSENT_WITHDRAWN,
+    )
+    stmt = (
+        select(
+            SipCase.convener_org_id,
+            *(_count_case(c) for c in stage_cols.values()),
+            _count_case(ended_withdrawn),
+        )
+        .where(or_(*stage_cols.values()), scope)
+        .group_by(SipCase.convener_org_id)
+    )
+    names = [*stage_cols, "plans_ended_consent_withdrawn"]
+    for org_id, *values in session.execute(stmt).tuples():
+        for name, v in zip(names, values, strict=True):
+            cells.count((codes[org_id], TOTAL), [""], name, int(v or 0))
+
+    held = (
+        select(
+            SipCase.convener_org_id,
+            Meeting.kind,
+            func.count(Meeting.id),
+            func.count(distinct(Meeting.case_id)),
+        )
+        .join(SipCase, SipCase.id == Meeting.case_id)
+        .where(Meeting.status == MeetingStatus.HELD, _in_period(Meeting.starts_at, period), scope)
+        .group_by(SipCase.convener_org_id, Meeting.kind)
+    )
+    meeting_names = {
+        MeetingKind.PRE_MEETING: ("pre_meetings_held", None),
+        MeetingKind.SIP_MEETING: ("sip_meetings_held", "plans_held"),
+        MeetingKind.FOLLOW_UP: ("follow_ups_held", "plans_followed_up"),
+    }
+    for org_id, kind, n_meetings, n_plans in session.execute(held).tuples():
+        meetings_name, plans_name = meeting_names[MeetingKind(kind)]
+        cells.count((codes[org_id], TOTAL), [""], meetings_name, n_meetings)
+        if plans_name:
+            # each plan has one convener, so per-organisation distinct counts add up to the total
+            cells.count((codes[org_id], TOTAL), [""], plans_name, n_plans)
+
+    first_held = (
+        select(Meeting.case_id, func.min(Meeting.starts_at).label("first_at"))
+        .where(Meeting.kind == MeetingKind.SIP_MEETING, Meeting.status == MeetingStatus.HELD)
+        .group_by(Meeting.case_id)
+        .having(_in_period(func.min(Meeting.starts_at), period))
+        .subquery()
+    )
+    pairs = select(SipCase.convener_org_id, SipCase.identified_on, first_held.c.first_at).join(
+        first_held, first_held.c.case_id == SipCase.id
+    )
+    for org_id, identified_on, first_at in session.execute(pairs.where(scope)).tuples():
+        days = ctx.calendar(org_id).working_days_between(identified_on, local_date(first_at))
+        orgs = (codes[org_id], TOTAL)
+        cells.count(orgs, [""], "plans_first_sip_meeting", 1)
+        cells.sample(orgs, [""], "identified_to_first_sip", days)
+
+    counts = [m for m, d in METRICS.items() if d.section == Section.PLANS and d.unit == Unit.COUNT]
+    for org, dim in cells.keys(scope_codes):
+        acc = cells.cells[(org, dim)]
+        for name in counts:
+            out.add(name, org, dim, acc.counts[name])
+        out.add(
+            "identified_to_first_sip_median_working_days",
+            org,
+            dim,
+            _median(acc.samples["identified_to_first_sip"]),
+        )
+
+
+def _documentation(
+    session: Session,
+    period: Period,
+    judged: date,
+    ctx: CheckContext,
+    codes: dict[int, str],
+    scope: ColumnElement[bool],
+    scope_codes: list[str],
+    out: _Figures,
+) -> None:
+    cells = _Cells()
+    stmt = (
+        select(SipCase.convener_org_id, Meeting.kind, Meeting.starts_at, Meeting.documented_at)
+        .join(SipCase, SipCase.id == Meeting.case_id)
+        .where(
+            Meeting.status == MeetingStatus.HELD,
+            Meeting.kind.in_([MeetingKind.SIP_MEETING, MeetingKind.FOLLOW_UP]),
+            _in_period(Meeting.starts_at, period),
+            scope,
+        )
+    )
+    for org_id, kind, starts_at, documented_at in session.execute(stmt).tuples():
+        calendar = ctx.calendar(org_id)
+        held_on = local_date(starts_at)
+        due = calendar.add_working_days(held_on, ctx.policy_for(org_id).documentation.due_working_days)
+        orgs = (codes[org_id], TOTAL)
+        dims = ("", dimension(meeting_kind=kind))
+        cells.count(orgs, dims, "documentation_meetings_held", 1)
+        if documented_at is not None:
+            documented_on = local_date(documented_at)
+            outcome = "documented_in_time" if documented_on <= due else "documented_late"
+            cells.sample(orgs, dims, "days", calendar.working_days_between(held_on, documented_on))
+        else:
+            outcome = "documentation_pending" if due >= judged else "undocumented_overdue"
+        cells.count(orgs, dims, outcome, 1)
+
+    for org, dim in cells.keys(scope_codes):
+        acc = cells.cells[(org, dim)]
+        c = acc.counts
+        for name in (
+            "documentation_meetings_held",
+            "documented_in_time",
+            "documented_late",
+            "undocumented_overdue",
+            "documentation_pending",
+        ):
+            out.add(name, org, dim, c[name])
+        judged_n = c["documentation_meetings_held"] - c["documentation_pending"]
+        out.add("documented_in_time_share", org, dim, _share(c["documented_in_time"], judged_n))
+        out.add("documentation_median_working_days", org, dim, _median(acc.samples["days"]))
+
+
+def _invitations(
+    session: Session,
+    period: Period,
+    codes: dict[int, str],
+    scope: ColumnElement[bool],
+    scope_codes: list[str],
+    out: _Figures,
+) -> None:
+    cells = _Cells()
+    invitee_org = aliased(Organisation)
+
+    def base(*cols: Any) -> Any:
+        return (
+            select(SipCase.convener_org_id, invitee_org.kind, *cols)
+            .select_from(Invitation)
+            .join(Meeting, Meeting.id == Invitation.meeting_id)
+            .join(SipCase, SipCase.id == Meeting.case_id)
+            .join(Contact, Contact.id == Invitation.contact_id)
+            .join(invitee_org, invitee_org.id == Contact.organisation_id)
+        )
+
+    answers = (
+        base(Invitation.answer, func.count(Invitation.id))
+        .where(_in_period(Invitation.sent_at, period), scope)
+        .group_by(SipCase.convener_org_id, invitee_org.kind, Invitation.answer)
+    )
+    for org_id, kind, answer, n in session.execute(answers).tuples():
+        orgs = (codes[org_id], TOTAL)
+        dims = ("", dimension(invitee_kind=OrgKind(kind)))
+        cells.count(orgs, dims, "invitations_sent", n)
+        if Answer(answer) != Answer.NONE:
+            cells.count(orgs, dims, "invitations_answered", n)
+            cells.count(orgs, dims, f"invitations_{Answer(answer).value}", n)
+
+    attendance = (
+        base(func.count(Invitation.id), _count_case(Invitation.attended.is_(true())))
+        .where(
+            Meeting.status == MeetingStatus.HELD,
+            _in_period(Meeting.starts_at, period),
+            Invitation.attended.is_not(None),
+            scope,
+        )
+        .group_by(SipCase.convener_org_id, invitee_org.kind)
+    )
+    for org_id, kind, recorded, attended in session.execute(attendance).tuples():
+        orgs = (codes[org_id], TOTAL)
+        dims = ("", dimension(invitee_kind=OrgKind(kind)))
+        cells.count(orgs, dims, "attendance_recorded", recorded)
+        cells.count(orgs, dims, "attendance_attended", int(attended or 0))
+
+    for org, dim in cells.keys(scope_codes):
+        c = cells.cells[(org, dim)].counts
+        for name in (
+            "invitations_sent",
+            "invitations_answered",
+            "invitations_accepted",
+            "invitations_tentative",
+            "invitations_declined",
+        ):
+            out.add(name, org, dim, c[name])
+        out.add("invitation_answer_rate", org, dim, _share(c["invitations_answered"], c["invitations_sent"]))
+        out.add("attendance_recorded", org, dim, c["attendance_recorded"])
+        out.add("attendance_attended", org, dim, c["attendance_attended"])
+        out.add("attendance_rate", org, dim, _share(c["attendance_attended"], c["attendance_recorded"]))
+
+
+def _deviations(
+    session: Session,
+    period: Period,
+    codes: dict[int, str],
+    scope: ColumnElement[bool],
+    scope_codes: list[str],
+    out: _Figures,
+) -> None:
+    cells = _Cells()
+    closed = and_(Deviation.resolved_at.is_not(None), Deviation.resolved_at < period.utc_end)
+    counts = (
+        select(
+            Deviation.concerning_org_id,
+            Deviation.kind,
+            Deviation.severity,
+            func.count(Deviation.id),
+            _count_case(closed),
+            func.count(Deviation.acknowledged_at),
+            func.count(Deviation.replied_at),
+        )
+        .where(_in_period(Deviation.reported_at, period), scope)
+        .group_by(Deviation.concerning_org_id, Deviation.kind, Deviation.severity)
+    )
+    for org_id, kind, severity, n, n_closed, n_ack, n_replied in session.execute(counts).tuples():
+        kind, severity = DeviationKind(kind), Severity(severity)
+        orgs = (codes[org_id], TOTAL)
+        dims: tuple[str, ...] = (
+            "",
+            dimension(kind=kind),
+            dimension(severity=severity),
+            dimension(kind=kind, severity=severity),
+        )
+        cells.count(orgs, dims, "deviations_reported", n)
+        cells.count(orgs, dims, "deviations_closed", int(n_closed or 0))
+        cells.count(orgs, dims, "deviations_open", n - int(n_closed or 0))
+        cells.count(orgs, dims, "deviations_acknowledged", n_ack)
+        cells.count(orgs, dims, "deviations_replied", n_replied)
+
+    durations = select(
+        Deviation.concerning_org_id,
+        Deviation.severity,
+        Deviation.reported_at,
+        Deviation.acknowledged_at,
+        Deviation.replied_at,
+    ).where(
+        _in_period(Deviation.reported_at, period),
+        or_(Deviation.acknowledged_at.is_not(None), Deviation.replied_at.is_not(None)),
+        scope,
+    )
+    for org_id, severity, reported_at, acknowledged_at, replied_at in session.execute(durations).tuples():
+        orgs = (codes[org_id], TOTAL)
+        dims = ("", dimension(severity=Severity(severity)))
+        reported_on = local_date(reported_at)
+        if acknowledged_at is not None:
+            cells.sample(orgs, dims, "ack", (local_date(acknowledged_at) - reported_on).days)
+        if replied_at is not None:
+            cells.sample(orgs, dims, "reply", (local_date(replied_at) - reported_on).days)
+
+    for org, dim in cells.keys(scope_codes):
+        acc = cells.cells[(org, dim)]
+        for name in (
+            "deviations_reported",
+            "deviations_open",
+            "deviations_closed",
+            "deviations_acknowledged",
+            "deviations_replied",
+        ):
+            out.add(name, org, dim, acc.counts[name])
+        if dim == "" or dim.startswith("severity="):
+            out.add("deviation_acknowledgement_median_days", org, dim, _median(acc.samples["ack"]))
+            out.add("deviation_reply_median_days", org, dim, _median(acc.samples["reply"]))
