@@ -1,0 +1,75 @@
+"""Daily sweep: every check for the run's date, their notices into the ledger, artifacts for operations."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from pydantic import BaseModel, Field
+
+from flows._prefect import flow_run_id, load_effective_policy, load_settings, policy_artifact, this_run
+from sipflows.checks import ALL_CHECKS
+from sipflows.db import open_register
+from sipflows.runs import enqueued_table, sweep_counts_table
+from sipflows.sweep import run_sweep
+from sipflows.workdays import is_working_day
+
+CHECK_NAMES = [c.NAME for c in ALL_CHECKS]
+
+
+class SweepParameters(BaseModel):
+    """Leave the date empty for scheduled runs: the date is the scheduled start's local date."""
+
+    date: dt.date | None = Field(
+        default=None, description="Local date to judge (Europe/Stockholm), for replays and backfills."
+    )
+    checks: list[str] | None = Field(
+        default=None, description=f"Run only these checks (default all): {', '.join(CHECK_NAMES)}."
+    )
+
+
+@flow(name="sipflows-daily-sweep", log_prints=False)
+def daily_sweep(params: SweepParameters = SweepParameters()) -> dict[str, Any]:
+    """Find what is late or due and enqueue one notice per finding and recipient (never twice)."""
+    logger = get_run_logger()
+    settings = load_settings("daily-sweep")
+    policy = load_effective_policy("daily-sweep", settings)
+    judged, now = this_run(params.date)
+    if params.date is None and not is_working_day(judged):
+        # cron cannot know Swedish holidays; the next working day's run reports the latest stage reached
+        logger.info("%s is not a Swedish working day: nothing to judge", judged)
+        create_markdown_artifact(
+            key="daily-sweep-counts",
+            markdown=f"{judged.isoformat()} is not a working day: the sweep skipped it.",
+        )
+        return {"findings": 0, "enqueued": 0, "per_check": {}}
+    unknown = set(params.checks or []) - set(CHECK_NAMES)
+    if unknown:
+        raise ValueError(f"unknown checks {sorted(unknown)}; known: {CHECK_NAMES}")
+    engine = open_register(settings.sqlalchemy_url())
+    try:
+        result = run_sweep(
+            engine, judged, policy, now, settings, only=params.checks, flow_run_id=flow_run_id()
+        )
+    finally:
+        engine.dispose()
+    counts = sweep_counts_table(result)
+    create_table_artifact(
+        key="daily-sweep-counts",
+        table=counts,
+        description=f"Findings per check and stage for {judged.isoformat()}",
+    )
+    create_table_artifact(
+        key="daily-sweep-notices",
+        table=enqueued_table(result)
+        or [{"reference": "-", "kind": "nothing new", "recipient organisation": "-"}],
+        description=f"Notices enqueued by the sweep of {judged.isoformat()} (no personal data)",
+    )
+    policy_artifact("daily-sweep", policy)
+    logger.info(
+        "Sweep of %s: %d findings, %d new notices enqueued", judged, result.total_findings, result.enqueued
+    )
+    per_check = {check: len(found) for check, found in result.findings.items()}
+    return {"findings": result.total_findings, "enqueued": result.enqueued, "per_check": per_check}
