@@ -1,0 +1,100 @@
+"""CLI command: ``sipflows quickstart`` — the demo region through the real flows, into ``./outbox``."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sipflows.db import open_register, session_scope
+from sipflows.demo import build_demo
+from sipflows.policy import PolicyError, load_policy
+from sipflows.quickstart import QuickstartReport, outbox_files, pick_demo_date, quickstart_environment
+from sipflows.settings import get_settings
+from sipflows.timeutil import local_date
+
+
+def _parse_date(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"'{value}' is not a date (YYYY-MM-DD)") from None
+
+
+def quickstart(
+    on: Annotated[
+        str | None,
+        typer.Option(
+            "--date",
+            help="Lay the demo out for this day (default: the day chosen on the first run, "
+            "or the first working day from today).",
+        ),
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Folder for the SQLite register.")] = Path("data"),
+    outbox_dir: Annotated[Path, typer.Option(help="Folder the notices are written to.")] = Path("outbox"),
+) -> None:
+    """Load the demo region, run the invitations, daily sweep and dispatch flows, write ./outbox.
+
+    Always on a local SQLite file and the outbox transport: nothing leaves the machine, and a configured
+    production database is never touched. Running it again sends nothing new.
+    """
+    started = time.monotonic()
+    requested = _parse_date(on)
+    # the one place the quickstart reads the clock: to choose the demo's day on its first run
+    demo_date, chosen = pick_demo_date(data_dir, local_date(datetime.now().astimezone()), requested)
+    env = quickstart_environment(data_dir, outbox_dir)
+    os.environ.update(env)
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    get_settings.cache_clear()
+    settings = get_settings()
+    try:
+        policy = load_policy(settings.policy_file)
+    except PolicyError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    typer.echo(
+        f"Demo day {demo_date.isoformat()} ({'chosen now' if chosen else 'kept from the first run'}); "
+        f"register {env['SIPFLOWS_DATABASE_URL']}"
+    )
+    engine = open_register(env["SIPFLOWS_DATABASE_URL"])  # creates and migrates the SQLite file
+    try:
+        with session_scope(engine) as session:
+            build_demo(session, demo_date, policy=policy, mail_domain=settings.mail_domain)
+    finally:
+        engine.dispose()
+    before = len(outbox_files(outbox_dir))
+
+    typer.echo("Running the flows through Prefect (a temporary local API starts first) …")
+    # the flows are the top layer: import them only here, so the library never depends on them
+    from flows.daily_sweep import SweepParameters, daily_sweep
+    from flows.dispatch import dispatch_notices
+    from flows.invitations import sync_meeting_invitations
+
+    invitations = sync_meeting_invitations()
+    sweep = daily_sweep(SweepParameters(date=demo_date))
+    sent = dispatch_notices()
+
+    report = QuickstartReport(
+        demo_date=demo_date,
+        database=env["SIPFLOWS_DATABASE_URL"],
+        outbox_dir=Path(env["SIPFLOWS_OUTBOX_DIR"]),
+        invitations=invitations,
+        sweep=sweep,
+        dispatch=sent,
+        files_before=before,
+        files=outbox_files(outbox_dir),
+    )
+    for line in report.lines():
+        typer.echo(line)
+    typer.echo(f"\nDone in {time.monotonic() - started:.0f} s.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quickstart")(quickstart)
