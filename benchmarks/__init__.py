@@ -1,0 +1,1 @@
+"""Scale benchmarks: scripts that measure, never tests that time."""
