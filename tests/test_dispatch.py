@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from sipflows.models import Invitation, Meeting, Notice, NoticeStatus
 from sipflows.notices.dispatch import backoff, claim, dispatch
-from sipflows.notices.ledger import NoticeDraft, enqueue
+from sipflows.notices.ledger import NoticeDraft, enqueue, requeue_dead
 from sipflows.settings import Settings
 from sipflows.transports.base import OutgoingMessage, PermanentSendError, SendResult, TransientSendError
 from sipflows.transports.smtp import SmtpTransport
@@ -537,3 +537,44 @@ def test_cli_dispatch_to_the_outbox_by_default(engine, cli_env):
     assert len(list(cli_env.glob("*.eml"))) == 2
     empty = CliRunner().invoke(app, ["notices", "list", "--status", "failed"])
     assert "no notices with status failed" in empty.output
+
+
+def test_requeue_gives_dead_notices_new_attempts_with_the_contacts_fixed_address(engine, session, build):
+    r = build.standard_region()
+    contact = r["f"]
+    session.commit()
+    add(engine, [draft(1, address="old@fk.example.se", contact_id=contact.id), draft(2)])
+    settings = fast_settings(max_attempts=1)
+    failing = RecordingTransport(fail={draft(1).key: PermanentSendError("550 no such user")})
+    assert dispatch(engine, failing, NOW, settings).dead == 1
+    before = ledger(engine)[draft(1).key]
+
+    later = NOW + timedelta(days=2)
+    with Session(engine) as s, s.begin():
+        assert requeue_dead(s, later, [draft(2).key]) == 0  # sent notices are left alone
+        assert requeue_dead(s, later, [draft(1).key]) == 1
+    n = ledger(engine)[draft(1).key]
+    assert (n.status, n.attempts, n.next_attempt_at, n.last_error) == (NoticeStatus.PENDING, 0, later, None)
+    assert n.address == contact.email and n.message_id == before.message_id
+
+    transport = RecordingTransport()
+    assert dispatch(engine, transport, later, settings).sent == 1
+    assert [(m.key, m.to_address) for m in transport.sent] == [(draft(1).key, contact.email)]
+    with Session(engine) as s, s.begin():
+        assert requeue_dead(s, later) == 0
+
+
+def test_cli_requeue(engine, cli_env):
+    from sipflows.cli import app
+
+    add(engine, [draft(1)])
+    failing = RecordingTransport(fail={draft(1).key: PermanentSendError("550 no such user")})
+    assert dispatch(engine, failing, NOW, fast_settings(max_attempts=1)).dead == 1
+    runner = CliRunner()
+    assert runner.invoke(app, ["notices", "requeue"]).exit_code != 0
+    result = runner.invoke(app, ["notices", "requeue", draft(1).key, "no-such-key"])
+    assert result.exit_code == 0, result.output
+    assert "1 dead notice(s) requeued" in result.output and "1 key(s) were not dead" in result.output
+    assert ledger(engine)[draft(1).key].status == NoticeStatus.PENDING
+    sent = runner.invoke(app, ["notices", "dispatch"])  # requeued "now": due at once
+    assert "via outbox: 1 sent" in sent.output, sent.output

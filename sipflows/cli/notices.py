@@ -15,10 +15,13 @@ from sipflows.cli.common import register_engine
 from sipflows.db import session_scope
 from sipflows.models import Notice, NoticeStatus
 from sipflows.notices.dispatch import dispatch
+from sipflows.notices.ledger import requeue_dead
 from sipflows.settings import get_settings
 from sipflows.transports.factory import make_transport
 
-notices_app = typer.Typer(help="The notice ledger: dispatch due notices, list what it holds.")
+notices_app = typer.Typer(
+    help="The notice ledger: dispatch due notices, list what it holds, requeue dead ones."
+)
 
 
 def _parse_now(value: str | None) -> datetime:
@@ -103,6 +106,28 @@ def list_command(
         )
     if total > len(rows):
         typer.echo(f"… {total - len(rows)} more (use --limit)")
+
+
+@notices_app.command("requeue")
+def requeue_command(
+    keys: Annotated[
+        list[str] | None, typer.Argument(help="Keys of dead notices (see `notices list --status dead`).")
+    ] = None,
+    all_dead: Annotated[bool, typer.Option("--all-dead", help="Requeue every dead notice.")] = False,
+) -> None:
+    """Give dead notices new attempts once the cause is fixed (the address is read again from the contact)."""
+    if not keys and not all_dead:
+        raise typer.BadParameter("name the keys to requeue, or pass --all-dead", param_hint="KEYS")
+    engine = register_engine()
+    try:
+        with session_scope(engine) as session:
+            count = requeue_dead(session, _parse_now(None), None if all_dead else keys)
+    finally:
+        engine.dispose()
+    typer.echo(f"{count} dead notice(s) requeued; the next dispatch sends them")
+    missing = 0 if all_dead else len(set(keys or [])) - count
+    if missing > 0:
+        typer.echo(f"{missing} key(s) were not dead notices and were left alone", err=True)
 
 
 def register(app: typer.Typer) -> None:

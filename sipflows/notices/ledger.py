@@ -10,13 +10,13 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Insert
+from sqlalchemy import CursorResult, Insert, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from sipflows.models import Notice, NoticeStatus
+from sipflows.models import Contact, Notice, NoticeStatus
 
 # Keep each statement well below SQLite's and psycopg's parameter limits.
 _CHUNK = 500
@@ -81,3 +81,34 @@ def enqueue(session: Session, drafts: Sequence[NoticeDraft], now: datetime, mail
         stmt = _insert_ignoring_duplicates(session).returning(Notice.id)
         inserted += len(session.execute(stmt, rows).all())
     return inserted
+
+
+def requeue_dead(session: Session, now: datetime, keys: Sequence[str] | None = None) -> int:
+    """Give dead notices (all, or those with ``keys``) a fresh set of attempts, due at ``now``.
+
+    For after a person fixed the cause, typically a contact's address: the address is read again from the
+    contact. Key and Message-ID stay, so a notice is still never sent under two identities.
+    """
+    current_email = select(Contact.email).where(Contact.id == Notice.contact_id).scalar_subquery()
+    stmt = (
+        update(Notice)
+        .where(Notice.status == NoticeStatus.DEAD)
+        .values(
+            status=NoticeStatus.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            claimed_until=None,
+            claimed_by=None,
+            last_error=None,
+            address=func.coalesce(current_email, Notice.address),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if keys is None:
+        return cast(CursorResult[Any], session.execute(stmt)).rowcount
+    total = 0
+    keys = list(keys)
+    for start in range(0, len(keys), _CHUNK):
+        chunk = stmt.where(Notice.key.in_(keys[start : start + _CHUNK]))
+        total += cast(CursorResult[Any], session.execute(chunk)).rowcount
+    return total
