@@ -85,7 +85,7 @@ def test_sweep_runs_only_the_named_checks(register, db_url):
 def test_bad_date_exits_2(register, bad):
     result = sweep("--date", bad)
     assert result.exit_code == 2
-    assert f"invalid --date {bad!r}" in result.output
+    assert f"{bad!r} is not a date" in result.output
 
 
 def test_unknown_check_exits_2(register):

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 import typer
 
-from sipflows.cli.common import effective_policy, register_engine
+from sipflows.cli.common import effective_policy, parse_date, register_engine
 from sipflows.db import session_scope
 from sipflows.demo import DEMO_DATE, build_demo
-
-
-def _parse_date(value: str) -> date:
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"'{value}' is not a date (YYYY-MM-DD)") from None
 
 
 def demo_command(
@@ -28,7 +20,7 @@ def demo_command(
     ] = None,
 ) -> None:
     """Load the demo region (idempotent; another --date moves its timeline) and print what is due."""
-    today = _parse_date(on)
+    today = parse_date(on)
     policy = effective_policy()
     engine = register_engine(database_url)
     try:

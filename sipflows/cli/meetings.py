@@ -21,7 +21,7 @@ from sipflows.booking import (
     move_meeting,
     withdraw_consent,
 )
-from sipflows.cli.common import register_engine
+from sipflows.cli.common import parse_date, register_engine
 from sipflows.db import session_scope
 from sipflows.models import ClosureReason, MeetingKind
 from sipflows.notices.invitations import SyncSummary, sync_invitations
@@ -60,13 +60,6 @@ def parse_local(value: str, option: str, on: date | None = None) -> datetime:
             f"{value} {reason} in Stockholm (daylight saving change); pick another time", param_hint=option
         )
     return first.astimezone(UTC)
-
-
-def parse_date(value: str, option: str) -> date:
-    try:
-        return date.fromisoformat(value.strip())
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date 'YYYY-MM-DD'", param_hint=option) from None
 
 
 def _now(value: str | None) -> datetime:

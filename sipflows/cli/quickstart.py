@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from sipflows.cli.common import parse_date
 from sipflows.db import open_register, session_scope
 from sipflows.demo import build_demo
 from sipflows.policy import PolicyError, load_policy
 from sipflows.quickstart import QuickstartReport, outbox_files, pick_demo_date, quickstart_environment
 from sipflows.settings import get_settings
 from sipflows.timeutil import local_date
-
-
-def _parse_date(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"'{value}' is not a date (YYYY-MM-DD)") from None
 
 
 def quickstart(
@@ -45,7 +37,7 @@ def quickstart(
     production database is never touched. Running it again sends nothing new.
     """
     started = time.monotonic()
-    requested = _parse_date(on)
+    requested = None if on is None else parse_date(on)
     # the one place the quickstart reads the clock: to choose the demo's day on its first run
     demo_date, chosen = pick_demo_date(data_dir, local_date(datetime.now().astimezone()), requested)
     env = quickstart_environment(data_dir, outbox_dir)

@@ -14,7 +14,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from sipflows.checks import CHECK_NAMES, Finding, run_checks
-from sipflows.cli.common import effective_policy, register_engine
+from sipflows.cli.common import effective_policy, parse_date, register_engine
 from sipflows.policy import PolicyError
 from sipflows.timeutil import STOCKHOLM
 
@@ -26,11 +26,7 @@ def _parse_date(value: str | None) -> date:
     if value is None:
         # the only place the wall clock is read: the CLI edge, in Stockholm
         return datetime.now(STOCKHOLM).date()
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        typer.echo(f"invalid --date {value!r}: expected a date as YYYY-MM-DD", err=True)
-        raise typer.Exit(2) from None
+    return parse_date(value)
 
 
 def _rows(findings: list[Finding]) -> list[tuple[str, ...]]:
