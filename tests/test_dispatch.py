@@ -578,3 +578,14 @@ def test_cli_requeue(engine, cli_env):
     assert ledger(engine)[draft(1).key].status == NoticeStatus.PENDING
     sent = runner.invoke(app, ["notices", "dispatch"])  # requeued "now": due at once
     assert "via outbox: 1 sent" in sent.output, sent.output
+
+
+def test_recording_leaves_pooled_connections_with_durable_commits(engine):
+    """Outcomes skip PostgreSQL's WAL flush; the connection must not carry that back into the pool."""
+    add(engine, [draft(1), draft(2)])
+    assert dispatch(engine, RecordingTransport(), NOW, fast_settings()).sent == 2
+    if engine.dialect.name != "postgresql":
+        return
+    for _ in range(engine.pool.checkedin() + 1):  # every pooled connection, and one more
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"

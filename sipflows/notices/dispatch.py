@@ -6,8 +6,8 @@ reached, no live claim) get ``claimed_until`` (the moment of claiming plus ``cla
 ``BEGIN IMMEDIATE`` (SQLite's single writer serialises claimers). So two dispatchers running at once —
 two Prefect workers, a flow and the CLI — never send the same notice. A batch goes through one transport
 context (one SMTP connection, one Exchange session) and stops sending once half its lease is used, giving
-the rest back, so nothing is sent on a claim that may have expired. Each notice's outcome is recorded in
-its own short transaction right after its send: sent; failed, retried after an exponential backoff
+the rest back, so nothing is sent on a claim that may have expired. Each notice's outcome is recorded by
+one autocommitted statement right after its send: sent; failed, retried after an exponential backoff
 (``min(backoff_base * 2**(attempts-1), backoff_max)``); or dead — at once after a permanent refusal
 (5xx, an unusable address), or after ``max_attempts`` tries. One bad notice never stops the batch.
 
@@ -28,14 +28,14 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     Connection,
+    CursorResult,
     Engine,
     Integer,
     String,
@@ -341,33 +341,53 @@ _MARK_FAILED = (
 
 
 class _Recorder:
-    """Records each outcome in its own short transaction, on one connection kept for the batch."""
+    """Records each outcome as it happens: one autocommitted statement, on one connection per batch.
+
+    A single UPDATE is atomic by itself, so no BEGIN/COMMIT round trips are spent around it. For an
+    invitation the invitee's ``sent_at`` is marked *before* the notice: a kill between the two leaves a
+    notice that is sent again (the guarantee above) on an invitation already marked as sent — never a
+    sent invitation that the unanswered-invitations check would not know about.
+    """
 
     def __init__(self, engine: Engine, worker_id: str, now: datetime, settings: Settings) -> None:
         self.engine, self.worker_id, self.now, self.settings = engine, worker_id, now, settings
         self._conn: Connection | None = None
 
-    @contextmanager
-    def _transaction(self) -> Iterator[Connection]:
+    def _connection(self) -> Connection:
         if self._conn is None:
-            self._conn = self.engine.connect()
-        conn = self._conn
-        with conn.begin():
+            conn = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
             if conn.dialect.name == "postgresql":
                 # An outcome need not wait for its WAL flush: if the database server itself crashed
                 # in the next fraction of a second, the notice would merely be sent again after its
                 # lease, with the same Message-ID — the guarantee above. Saves a disk flush per notice.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
-            yield conn
+                conn.exec_driver_sql("SET synchronous_commit TO OFF")
+            self._conn = conn
+        return self._conn
 
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+            conn, self._conn = self._conn, None
+            try:
+                if conn.dialect.name == "postgresql" and not conn.invalidated:
+                    conn.exec_driver_sql("RESET synchronous_commit")  # the pooled connection goes back clean
+            finally:
+                conn.close()
 
     def sent(self, row: Row, result: SendResult) -> None:
-        with self._transaction() as conn:
-            done = conn.execute(
+        conn = self._connection()
+        is_invitation = (
+            row["meeting_id"] is not None
+            and row["contact_id"] is not None
+            and (row["ics_method"] or "").upper() == "REQUEST"
+        )
+        if is_invitation:
+            conn.execute(
+                _MARK_INVITED,
+                {"b_meeting": row["meeting_id"], "b_contact": row["contact_id"], "b_at": self.now},
+            )
+        done = cast(
+            CursorResult[Any],
+            conn.execute(
                 _MARK_SENT,
                 {
                     "b_id": row["id"],
@@ -376,38 +396,26 @@ class _Recorder:
                     "b_attempts": row["attempts"] + 1,
                     "b_external": result.external_id,
                 },
-            ).rowcount
-            if not done:
-                log.warning(
-                    "notice %s was reclaimed by another dispatcher before it was recorded", row["key"]
-                )
-            is_invitation = (
-                row["meeting_id"] is not None
-                and row["contact_id"] is not None
-                and (row["ics_method"] or "").upper() == "REQUEST"
-            )
-            if is_invitation:
-                conn.execute(
-                    _MARK_INVITED,
-                    {"b_meeting": row["meeting_id"], "b_contact": row["contact_id"], "b_at": self.now},
-                )
+            ),
+        ).rowcount
+        if not done:
+            log.warning("notice %s was reclaimed by another dispatcher before it was recorded", row["key"])
 
     def failed(self, row: Row, reason: str, permanent: bool) -> NoticeStatus:
         attempts = row["attempts"] + 1
         dead = permanent or attempts >= self.settings.max_attempts
         status = NoticeStatus.DEAD if dead else NoticeStatus.FAILED
-        with self._transaction() as conn:
-            conn.execute(
-                _MARK_FAILED,
-                {
-                    "b_id": row["id"],
-                    "b_worker": self.worker_id,
-                    "b_status": status,
-                    "b_attempts": attempts,
-                    "b_error": reason,
-                    "b_next": self.now + backoff(attempts, self.settings),
-                },
-            )
+        self._connection().execute(
+            _MARK_FAILED,
+            {
+                "b_id": row["id"],
+                "b_worker": self.worker_id,
+                "b_status": status,
+                "b_attempts": attempts,
+                "b_error": reason,
+                "b_next": self.now + backoff(attempts, self.settings),
+            },
+        )
         return status
 
 

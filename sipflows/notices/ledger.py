@@ -7,12 +7,14 @@ in two processes cannot enqueue the same notice twice, and a rerun enqueues noth
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, func, select, update
+from sqlalchemy import CursorResult, Insert, Integer, String, Text, bindparam, func, literal, select, update
+from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -65,6 +67,8 @@ def enqueue(session: Session, drafts: Sequence[NoticeDraft], now: datetime, mail
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     drafts = sorted({d.key: d for d in reversed(drafts)}.values(), key=lambda d: d.key)
+    if session.get_bind().dialect.name == "postgresql":
+        return _enqueue_postgresql(session, drafts, now, mail_domain)
     inserted = 0
     for start in range(0, len(drafts), _CHUNK):
         rows = [
@@ -80,6 +84,62 @@ def enqueue(session: Session, drafts: Sequence[NoticeDraft], now: datetime, mail
         ]
         stmt = _insert_ignoring_duplicates(session).returning(Notice.id)
         inserted += len(session.execute(stmt, rows).all())
+    return inserted
+
+
+# Columns that vary per draft, with the array type unnest() reads them as on PostgreSQL.
+_ARRAY_COLUMNS: dict[str, Any] = {
+    "key": String(),
+    "kind": String(),
+    "address": String(),
+    "subject": String(),
+    "body_text": Text(),
+    "body_html": Text(),
+    "case_id": Integer(),
+    "meeting_id": Integer(),
+    "contact_id": Integer(),
+    "ics": Text(),
+    "ics_method": String(),
+    "ics_sequence": Integer(),
+    "attachments": Text(),
+    "message_id": String(),
+}
+
+
+def _enqueue_postgresql(session: Session, drafts: Sequence[NoticeDraft], now: datetime, domain: str) -> int:
+    """One ``INSERT … SELECT FROM unnest(arrays) ON CONFLICT DO NOTHING`` per chunk.
+
+    A column per parameter keeps the statement short and the same for every chunk, so neither psycopg
+    nor the server parses a statement with thousands of placeholders for each chunk (a multi-row VALUES
+    list cost about a sixth of the enqueue time).
+    """
+    arrays = func.unnest(
+        *(bindparam(name, type_=postgresql.ARRAY(t)) for name, t in _ARRAY_COLUMNS.items())
+    ).table_valued(*_ARRAY_COLUMNS).render_derived(name="draft")
+    source = select(
+        *(arrays.c[name] for name in _ARRAY_COLUMNS if name != "attachments"),
+        cast_(arrays.c.attachments, Notice.attachments.type),
+        literal(NoticeStatus.PENDING, Notice.status.type),
+        literal(0, Integer()),
+        bindparam("now", type_=Notice.next_attempt_at.type),
+        bindparam("now", type_=Notice.created_at.type),
+    )
+    columns = [*(c for c in _ARRAY_COLUMNS if c != "attachments"), "attachments"]
+    columns += ["status", "attempts", "next_attempt_at", "created_at"]
+    stmt = (
+        postgresql.insert(Notice)
+        .from_select(columns, source)
+        .on_conflict_do_nothing(index_elements=["key"])
+        .returning(Notice.id)
+    )
+    inserted = 0
+    for start in range(0, len(drafts), _CHUNK):
+        chunk = drafts[start : start + _CHUNK]
+        params: dict[str, Any] = {name: [getattr(d, name, None) for d in chunk] for name in _ARRAY_COLUMNS}
+        params["attachments"] = [None if d.attachments is None else json.dumps(d.attachments) for d in chunk]
+        params["message_id"] = [message_id_for(d.key, domain) for d in chunk]
+        params["now"] = now
+        inserted += len(session.connection().execute(stmt, params).all())  # Core, not ORM bulk
     return inserted
 
 
