@@ -1,6 +1,7 @@
 """One Prefect test harness for all flow tests (it takes ~15 s to start); domain tests never load it.
 
-Flow tests are grouped onto one xdist worker (``xdist_group``) so the harness starts once.
+Flow tests are grouped onto one xdist worker (``xdist_group``; pyproject sets ``--dist loadgroup``) so the
+harness starts once.
 """
 
 from __future__ import annotations
