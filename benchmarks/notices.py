@@ -2,6 +2,7 @@
 
     python benchmarks/notices.py                       # SQLite file in a temporary folder
     python benchmarks/notices.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python benchmarks/notices.py --dispatchers 2        # two dispatch processes sharing the ledger
 
 What is measured is the real path: ``sipflows.notices.invitations.sync_invitations`` (Jinja2 templates,
 the iCalendar REQUEST, the ledger's INSERT … ON CONFLICT) and ``sipflows.notices.dispatch.dispatch``
@@ -159,6 +160,30 @@ def load_register(engine: Engine, meetings: int) -> None:
             )
 
 
+def _dispatcher(url: str, settings: Settings, worker: str, results: Any) -> None:
+    """One dispatcher process: its own engine and SMTP connection, the shared ledger's claims."""
+    engine = make_engine(url)
+    try:
+        summary = dispatch(engine, SmtpTransport(settings), NOW, settings, worker_id=worker)
+        results.put((summary.sent, summary.failed, summary.dead, time.process_time()))
+    finally:
+        engine.dispose()
+
+
+def run_dispatchers(engine: Engine, settings: Settings, n: int) -> tuple[int, int, int, float]:
+    """``n`` dispatchers at once, as several Prefect workers would run them; sent, failed, dead, CPU s."""
+    url = engine.url.render_as_string(hide_password=False)
+    results: Any = mp.Queue()
+    procs = [mp.Process(target=_dispatcher, args=(url, settings, f"bench-{i}", results)) for i in range(n)]
+    for p in procs:
+        p.start()
+    totals = [results.get() for _ in procs]
+    for p in procs:
+        p.join()
+    sent, failed, dead, cpu = (sum(t[i] for t in totals) for i in range(4))
+    return int(sent), int(failed), int(dead), float(cpu)
+
+
 def fresh_database(url: str | None, folder: Path) -> tuple[Engine, str | None]:
     if url is None:
         return make_engine(f"sqlite:///{folder / 'bench.sqlite'}"), None
@@ -188,6 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--database-url", help="PostgreSQL URL (a fresh schema is used); default SQLite")
     ap.add_argument("--notices", type=int, default=50_000, help="invitations to render, enqueue and send")
     ap.add_argument("--batch-size", type=int, default=200, help="dispatch batch size")
+    ap.add_argument(
+        "--dispatchers",
+        type=int,
+        default=1,
+        help="dispatch processes sharing the ledger (default 1: in this process)",
+    )
     args = ap.parse_args(argv)
     meetings = max(1, args.notices // INVITEES)
 
@@ -223,8 +254,13 @@ def main(argv: list[str] | None = None) -> int:
                 enqueued = summary.enqueued
 
                 t0, c0 = time.perf_counter(), time.process_time()
-                result = dispatch(engine, SmtpTransport(settings), NOW, settings)
-                dispatch_s, dispatch_cpu = time.perf_counter() - t0, time.process_time() - c0
+                if args.dispatchers == 1:
+                    result = dispatch(engine, SmtpTransport(settings), NOW, settings)
+                    sent, failed, dead = result.sent, result.failed, result.dead
+                    dispatch_cpu = time.process_time() - c0
+                else:
+                    sent, failed, dead, dispatch_cpu = run_dispatchers(engine, settings, args.dispatchers)
+                dispatch_s = time.perf_counter() - t0
             finally:
                 stop.set()
                 server.join(10)
@@ -237,11 +273,11 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"rendered + enqueued: {enqueued} invitations in {enqueue_s:.1f}s = {enqueued / enqueue_s:,.0f}/s")
     print(
-        f"dispatched over SMTP: {result.sent} sent, {result.failed} failed, {result.dead} dead "
-        f"in {dispatch_s:.1f}s = {result.sent / dispatch_s:,.0f}/s (batch {args.batch_size})"
+        f"dispatched over SMTP: {sent} sent, {failed} failed, {dead} dead in {dispatch_s:.1f}s "
+        f"= {sent / dispatch_s:,.0f}/s (batch {args.batch_size}, {args.dispatchers} dispatcher(s))"
     )
     print(
-        f"dispatcher CPU {1000 * dispatch_cpu / max(result.sent, 1):.2f} ms per notice "
+        f"dispatcher CPU {1000 * dispatch_cpu / max(sent, 1):.2f} ms per notice "
         f"(the rest of the wall time is the SMTP conversation and the database)"
     )
     print(f"server received {received.value}; ledger rows sent: {sent_rows}")
