@@ -113,9 +113,11 @@ def _enqueue_postgresql(session: Session, drafts: Sequence[NoticeDraft], now: da
     nor the server parses a statement with thousands of placeholders for each chunk (a multi-row VALUES
     list cost about a sixth of the enqueue time).
     """
-    arrays = func.unnest(
-        *(bindparam(name, type_=postgresql.ARRAY(t)) for name, t in _ARRAY_COLUMNS.items())
-    ).table_valued(*_ARRAY_COLUMNS).render_derived(name="draft")
+    arrays = (
+        func.unnest(*(bindparam(name, type_=postgresql.ARRAY(t)) for name, t in _ARRAY_COLUMNS.items()))
+        .table_valued(*_ARRAY_COLUMNS)
+        .render_derived(name="draft")
+    )
     source = select(
         *(arrays.c[name] for name in _ARRAY_COLUMNS if name != "attachments"),
         cast_(arrays.c.attachments, Notice.attachments.type),
