@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +20,10 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.deployments.runner import RunnerDeployment
 from prefect.schedules import Cron
 
+from flows.dispatch import ensure_transport_limits
+
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = ROOT / "prefect.yaml"
-TRANSPORTS = ("outbox", "smtp", "exchange")
 
 
 def load_prefect_yaml(path: Path = PREFECT_YAML) -> dict[str, Any]:
@@ -62,22 +62,6 @@ def build_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
             )
         )
     return deployments
-
-
-def ensure_transport_limits(slots: int = 1) -> None:
-    """Create the per-transport global concurrency limits the dispatch flow takes (if missing)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists
-
-    from flows.dispatch import transport_limit_name
-
-    with get_client(sync_client=True) as client:
-        for transport in TRANSPORTS:
-            with suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=transport_limit_name(transport), limit=slots)
-                )
 
 
 def main() -> None:

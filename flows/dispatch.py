@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+from typing import get_args
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists
 from pydantic import BaseModel, Field
 
 from flows._prefect import load_settings, this_run
 from sipflows.db import open_register
 from sipflows.notices.dispatch import dispatch
+from sipflows.settings import Settings
 from sipflows.transports.factory import make_transport
+
+TRANSPORTS: tuple[str, ...] = get_args(Settings.model_fields["transport"].annotation)
 
 
 class DispatchParameters(BaseModel):
@@ -21,6 +30,16 @@ class DispatchParameters(BaseModel):
 def transport_limit_name(transport: str) -> str:
     """The global concurrency limit that keeps SMTP or Exchange from being flooded by parallel dispatchers."""
     return f"sipflows-transport-{transport}"
+
+
+def ensure_transport_limits(slots: int = 1) -> None:
+    """Create the per-transport global concurrency limits the dispatch flow takes, where missing."""
+    with get_client(sync_client=True) as client:
+        for transport in TRANSPORTS:
+            with suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=transport_limit_name(transport), limit=slots)
+                )
 
 
 @flow(name="sipflows-dispatch", retries=1, retry_delay_seconds=60)

@@ -66,9 +66,10 @@ def quickstart(
     typer.echo("Running the flows through Prefect (a temporary local API starts first) …")
     # the flows are the top layer: import them only here, so the library never depends on them
     from flows.daily_sweep import SweepParameters, daily_sweep
-    from flows.dispatch import dispatch_notices
+    from flows.dispatch import dispatch_notices, ensure_transport_limits
     from flows.invitations import sync_meeting_invitations
 
+    ensure_transport_limits()  # as a served installation has them: dispatch takes the outbox's slot
     invitations = sync_meeting_invitations()
     sweep = daily_sweep(SweepParameters(date=demo_date))
     sent = dispatch_notices()

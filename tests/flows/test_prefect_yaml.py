@@ -87,3 +87,20 @@ def test_serve_builds_a_deployment_per_entry():
     for d in deployments:
         assert d.schedules and all(s.schedule.timezone == "Europe/Stockholm" for s in d.schedules)
         assert d.concurrency_limit == 1 or getattr(d.concurrency_limit, "limit", None) == 1
+
+
+def test_transport_limits_are_created_once_with_one_slot(prefect_harness):
+    from prefect.client.orchestration import get_client
+
+    from flows.dispatch import TRANSPORTS, ensure_transport_limits, transport_limit_name
+
+    ensure_transport_limits()
+    ensure_transport_limits()  # idempotent: a restarted serve process finds them in place
+    with get_client(sync_client=True) as client:
+        limits = {
+            t: client.read_global_concurrency_limit_by_name(transport_limit_name(t)) for t in TRANSPORTS
+        }
+    assert set(TRANSPORTS) == {"outbox", "smtp", "exchange"}
+    assert {t: (lim.name, lim.limit, lim.active) for t, lim in limits.items()} == {
+        t: (f"sipflows-transport-{t}", 1, True) for t in TRANSPORTS
+    }
