@@ -123,3 +123,14 @@ def test_a_damaged_pin_file_is_named(tmp_path: Path) -> None:
     (tmp_path / PIN_FILE).write_text("not json either", encoding="utf-8")
     with pytest.raises(ValueError, match=PIN_FILE):
         pick_demo_date(tmp_path, date(2026, 12, 7))
+
+
+def test_the_command_names_a_damaged_pin_file_without_a_traceback(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sipflows.cli import app
+
+    (tmp_path / PIN_FILE).write_text("{}", encoding="utf-8")
+    result = CliRunner().invoke(app, ["quickstart", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert PIN_FILE in result.output and "Traceback" not in result.output

@@ -39,7 +39,11 @@ def quickstart(
     started = time.monotonic()
     requested = None if on is None else parse_date(on)
     # the one place the quickstart reads the clock: to choose the demo's day on its first run
-    demo_date, chosen = pick_demo_date(data_dir, local_date(datetime.now().astimezone()), requested)
+    try:
+        demo_date, chosen = pick_demo_date(data_dir, local_date(datetime.now().astimezone()), requested)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     env = quickstart_environment(data_dir, outbox_dir)
     os.environ.update(env)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
