@@ -536,7 +536,6 @@ class GraphClient:
         self._http: httpx.Client | None = None
         self._checked = False
         self.waited = 0.0  # seconds spent waiting out throttling since open()
-        self.token_requests = 0  # tokens asked of msal that it had to fetch (not from its cache)
 
     # --- connection and token -------------------------------------------------------------------------
 
@@ -640,8 +639,8 @@ class GraphClient:
                     + " — check SIPFLOWS_GRAPH_CLIENT_ID and its secret or certificate"
                 )
             )
-        if (result or {}).get("token_source") != "cache":
-            self.token_requests += 1
+        if result.get("token_source") != "cache":
+            log.info("Graph: a new app-only token from %s", self.authority)
         return str(token)
 
     def _drop_token(self) -> None:

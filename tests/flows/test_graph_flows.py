@@ -1,11 +1,13 @@
 """The flows end to end with SIPFLOWS_TRANSPORT=graph: invitations, the daily sweep, dispatch and the weekly
-report, under the Prefect test harness, against tests/graph_server.py (Entra ID + Graph over HTTPS)."""
+report, under the Prefect test harness, against tests/graph_server.py (Entra ID + Graph over HTTPS), with
+the client secret in a Prefect Secret block."""
 
 from __future__ import annotations
 
 from collections import Counter
 from datetime import date, timedelta
 
+from prefect.blocks.system import Secret
 from sqlalchemy import select
 
 from flows.daily_sweep import SweepParameters, daily_sweep
@@ -33,14 +35,17 @@ def test_flows_run_end_to_end_through_graph(flow_env, build, session, tmp_path, 
             "SIPFLOWS_TRANSPORT": "graph",
             "SIPFLOWS_GRAPH_TENANT_ID": graph.tenant,
             "SIPFLOWS_GRAPH_CLIENT_ID": graph.client_id,
-            "SIPFLOWS_GRAPH_CLIENT_SECRET": SECRET,
+            # the client secret lives in a Prefect Secret block, as operations would keep it
+            "SIPFLOWS_GRAPH_CREDENTIALS_BLOCK": "graph-client-secret",
             "SIPFLOWS_GRAPH_MAILBOX": MAILBOX,
             "SIPFLOWS_GRAPH_BASE_URL": graph.base_url,
             "SIPFLOWS_GRAPH_AUTHORITY_URL": graph.authority_url,
             "SSL_CERT_FILE": str(graph.ca_file),
         }.items():
             monkeypatch.setenv(name, value)
+        monkeypatch.delenv("SIPFLOWS_GRAPH_CLIENT_SECRET", raising=False)
         get_settings.cache_clear()
+        Secret(value=SECRET).save("graph-client-secret", overwrite=True)
 
         r = build.standard_region()
         r["k"].report_recipient = True
