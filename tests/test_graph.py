@@ -784,6 +784,29 @@ def test_attendee_responses_of_the_events_sipflows_booked(graph: GraphServer) ->
     later = by_id[str(results[2].external_id)]
     assert [(a.response, a.responded_at, a.answered) for a in later.attendees] == [("none", None, False)]
     assert one == sara and gone is None
+    assert sara.booked_for == sara.attendees[0]
+
+
+def test_only_the_booked_attendees_answer_counts(graph: GraphServer) -> None:
+    settings = graph_settings(graph)
+    (booked,) = send(settings, outgoing(meeting=meeting_info()))
+    event = graph.state.events[str(booked.external_id)]
+    # Sara forwarded the invitation; Exchange added the new attendee to the organiser's event
+    event.data["attendees"].append(
+        {"type": "required", "emailAddress": {"address": "vidare@kommun.example.se", "name": "V"}}
+    )
+    graph.respond(event.id, "vidare@kommun.example.se", "accepted", STARTS - timedelta(days=3))
+
+    with GraphClient(settings) as client:
+        found = client.event_responses(event.id)
+
+    assert found is not None
+    assert [(a.email, a.answered) for a in found.attendees] == [
+        ("sara@kommun.example.se", False),
+        ("vidare@kommun.example.se", True),
+    ]
+    assert found.booked_for is not None and found.booked_for.email == "sara@kommun.example.se"
+    assert not found.booked_for.answered
 
 
 def test_attendee_responses_outside_the_window_and_of_cancelled_events_are_not_listed(

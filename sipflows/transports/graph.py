@@ -349,6 +349,15 @@ class EventResponses:
     last_modified: datetime | None
     attendees: tuple[AttendeeResponse, ...]
 
+    @property
+    def booked_for(self) -> AttendeeResponse | None:
+        """The attendee this event was booked for (their address is in the booking key), not anyone
+        Exchange added later (a forwarded invitation): only that attendee's answer is an answer."""
+        for attendee in self.attendees:
+            if booking_key(self.meeting_uid, attendee.email) == self.booking:
+                return attendee
+        return None
+
 
 def parse_graph_time(value: Any) -> datetime | None:
     """Graph's times as aware UTC datetimes: ``"…T08:00:00.0000000"`` (with ``Z`` or not) or a
