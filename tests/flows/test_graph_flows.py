@@ -18,10 +18,26 @@ from sipflows.models import Invitation, MeetingKind, MeetingStatus, Notice, Noti
 from sipflows.notices.mime import attachments_from_json
 from sipflows.transports.graph import MEETING_PROPERTY
 from tests.factories import SECRETS
-from tests.flows.test_flows import latest_artifact
 from tests.graph_server import GraphServer
 
 SECRET = "flow-secret-~42"
+
+
+def latest_artifact(key: str) -> object:
+    """The data of the newest artifact with ``key``, read over the REST API the UI uses."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        response = client.request(
+            "POST",
+            "/artifacts/filter",
+            json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1, "offset": 0},
+        )
+    found = response.json()
+    assert found, f"no artifact {key}"
+    return found[0]["data"]
+
+
 MAILBOX = "sip@kommun.example.se"
 
 
@@ -77,7 +93,7 @@ def test_flows_run_end_to_end_through_graph(flow_env, build, session, tmp_path, 
             assert mail.recipients == (notice.address,)
         assert any(by_message_id[str(m.internet_message_id)].kind.startswith("documentation.") for m in mails)
         assert all(i.sent_at is not None for i in session.scalars(select(Invitation)))
-        assert "graph" in str(latest_artifact("dispatch-summary").data)
+        assert "graph" in str(latest_artifact("dispatch-summary"))
 
         report = weekly_report_flow(WeeklyReportParameters(week_ending=date(2026, 11, 22)))
         assert report == {"recipients": 1, "enqueued": 1}
@@ -100,4 +116,4 @@ def test_flows_run_end_to_end_through_graph(flow_env, build, session, tmp_path, 
         for request in graph.graph_requests():
             text = str(request.body)
             assert not any(secret in text for secret in SECRETS)
-        assert SECRET not in str(latest_artifact("dispatch-summary").data)
+        assert SECRET not in str(latest_artifact("dispatch-summary"))
