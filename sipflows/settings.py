@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     report_language: Literal["sv", "en"] = "sv"
 
     # dispatch
-    transport: Literal["outbox", "smtp", "exchange"] = "outbox"
+    transport: Literal["outbox", "smtp", "exchange", "graph"] = "outbox"
     outbox_dir: Path = Path("outbox")
     sender_address: str = "sip-noreply@example.se"
     sender_name: str = "SIP-påminnelser"
@@ -63,6 +63,29 @@ class Settings(BaseSettings):
         default=None, description="Name of a Prefect Secret block holding the Exchange password/secret."
     )
     exchange_max_wait_seconds: int = 300
+
+    # Microsoft Graph (Exchange Online after EWS): app-only client credentials, one SIP mailbox
+    graph_tenant_id: str | None = None
+    graph_client_id: str | None = None
+    graph_client_secret: SecretStr | None = None
+    graph_certificate_path: Path | None = Field(
+        default=None, description="PEM file with the app's private key and certificate (instead of a secret)."
+    )
+    graph_certificate_password: SecretStr | None = Field(
+        default=None, description="Passphrase of an encrypted private key in graph_certificate_path."
+    )
+    graph_mailbox: str | None = Field(
+        default=None, description="The SIP mailbox the events are organised in and the mail is sent from."
+    )
+    graph_base_url: str = "https://graph.microsoft.com/v1.0"
+    graph_authority_url: str = "https://login.microsoftonline.com"
+    graph_credentials_block: str | None = Field(
+        default=None, description="Name of a Prefect Secret block holding the Graph client secret."
+    )
+    graph_max_wait_seconds: float = Field(
+        default=300.0, ge=0, description="Most time one batch waits out Graph throttling (Retry-After)."
+    )
+    graph_timeout_seconds: float = Field(default=30.0, gt=0)
 
     # replies
     imap_host: str | None = None

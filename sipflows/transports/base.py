@@ -1,4 +1,4 @@
-"""The transport interface. Outbox, SMTP and Exchange implement it; a Microsoft Graph transport can too.
+"""The transport interface. Outbox, SMTP, Exchange (EWS) and Microsoft Graph implement it.
 
 A transport receives an ``OutgoingMessage`` that carries everything any transport needs (MIME for mail
 transports, the structured meeting for calendar-aware ones) and never touches the database.
@@ -63,11 +63,20 @@ class TransientSendError(Exception):
     """Try again later (server down, throttled, timeout)."""
 
 
+class TransportUnavailable(Exception):
+    """The transport as a whole cannot be used (unreachable, TLS, refused credentials or permissions).
+
+    No notice's attempt is consumed: nothing about any one notice caused it, so dispatch stops and the
+    run fails for operations staff to see, instead of counting it against every notice in the batch.
+    """
+
+
 class Transport(Protocol):
     """Opened once per batch (one SMTP connection, one Exchange account), then ``send`` per message.
 
-    ``send`` raises ``PermanentSendError`` or ``TransientSendError``; any other exception is treated as
-    transient. Messages must never include credentials in what they raise.
+    ``send`` raises ``PermanentSendError`` or ``TransientSendError`` for one message, and
+    ``TransportUnavailable`` (from ``__enter__`` or ``send``) when the transport itself cannot be used;
+    any other exception is treated as transient. Messages must never include credentials in what they raise.
     """
 
     name: str

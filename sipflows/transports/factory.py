@@ -8,7 +8,7 @@ from sipflows.transports.base import Transport
 
 
 def make_transport(settings: Settings) -> Transport:
-    """Outbox (default; nothing leaves the machine), SMTP, or Exchange (imported only when chosen)."""
+    """Outbox (default; nothing leaves the machine), SMTP, Exchange or Graph (imported only when chosen)."""
     if settings.transport == "outbox":
         from sipflows.transports.outbox import OutboxTransport
 
@@ -24,4 +24,9 @@ def make_transport(settings: Settings) -> Transport:
         from sipflows.transports.exchange import ExchangeTransport
 
         return ExchangeTransport(settings)
-    raise ValueError(f"unknown transport {settings.transport!r}; choose outbox, smtp or exchange")
+    if settings.transport == "graph":
+        # msal and httpx are only loaded where Microsoft Graph is used
+        from sipflows.transports.graph import GraphTransport
+
+        return GraphTransport(settings)
+    raise ValueError(f"unknown transport {settings.transport!r}; choose outbox, smtp, exchange or graph")

@@ -100,7 +100,7 @@ def test_transport_limits_are_created_once_with_one_slot(prefect_harness):
         limits = {
             t: client.read_global_concurrency_limit_by_name(transport_limit_name(t)) for t in TRANSPORTS
         }
-    assert set(TRANSPORTS) == {"outbox", "smtp", "exchange"}
+    assert set(TRANSPORTS) == {"outbox", "smtp", "exchange", "graph"}
     assert {t: (lim.name, lim.limit, lim.active) for t, lim in limits.items()} == {
         t: (f"sipflows-transport-{t}", 1, True) for t in TRANSPORTS
     }

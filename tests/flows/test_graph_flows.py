@@ -1,0 +1,119 @@
+"""The flows end to end with SIPFLOWS_TRANSPORT=graph: invitations, the daily sweep, dispatch and the weekly
+report, under the Prefect test harness, against tests/graph_server.py (Entra ID + Graph over HTTPS), with
+the client secret in a Prefect Secret block."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import date, timedelta
+
+from prefect.blocks.system import Secret
+from sqlalchemy import select
+
+from flows.daily_sweep import SweepParameters, daily_sweep
+from flows.dispatch import dispatch_notices
+from flows.invitations import sync_meeting_invitations
+from flows.weekly_report import WeeklyReportParameters, weekly_report_flow
+from sipflows.models import Invitation, MeetingKind, MeetingStatus, Notice, NoticeStatus
+from sipflows.notices.mime import attachments_from_json
+from sipflows.transports.graph import MEETING_PROPERTY
+from tests.factories import SECRETS
+from tests.graph_server import GraphServer
+
+SECRET = "flow-secret-~42"
+
+
+def latest_artifact(key: str) -> object:
+    """The data of the newest artifact with ``key``, read over the REST API the UI uses."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        response = client.request(
+            "POST",
+            "/artifacts/filter",
+            json={"artifacts": {"key": {"any_": [key]}}, "sort": "CREATED_DESC", "limit": 1, "offset": 0},
+        )
+    found = response.json()
+    assert found, f"no artifact {key}"
+    return found[0]["data"]
+
+
+MAILBOX = "sip@kommun.example.se"
+
+
+def test_flows_run_end_to_end_through_graph(flow_env, build, session, tmp_path, monkeypatch):
+    from sipflows.settings import get_settings
+
+    folder = tmp_path / "graph"
+    folder.mkdir()
+    with GraphServer(folder, client_secret=SECRET, mailbox=MAILBOX) as graph:
+        for name, value in {
+            "SIPFLOWS_TRANSPORT": "graph",
+            "SIPFLOWS_GRAPH_TENANT_ID": graph.tenant,
+            "SIPFLOWS_GRAPH_CLIENT_ID": graph.client_id,
+            # the client secret lives in a Prefect Secret block, as operations would keep it
+            "SIPFLOWS_GRAPH_CREDENTIALS_BLOCK": "graph-client-secret",
+            "SIPFLOWS_GRAPH_MAILBOX": MAILBOX,
+            "SIPFLOWS_GRAPH_BASE_URL": graph.base_url,
+            "SIPFLOWS_GRAPH_AUTHORITY_URL": graph.authority_url,
+            "SSL_CERT_FILE": str(graph.ca_file),
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("SIPFLOWS_GRAPH_CLIENT_SECRET", raising=False)
+        get_settings.cache_clear()
+        Secret(value=SECRET).save("graph-client-secret", overwrite=True)
+
+        r = build.standard_region()
+        r["k"].report_recipient = True
+        case = build.case(r["k"], reference="SIP-KOP-0007", participants=(r["r"], r["f"]))
+        # held Monday 2026-11-16, documentation due Wednesday 18th: overdue when judged on Thursday 19th
+        build.meeting(case, date(2026, 11, 16), kind=MeetingKind.SIP_MEETING, status=MeetingStatus.HELD)
+        future = build.meeting(case, date.today() + timedelta(days=21), kind=MeetingKind.FOLLOW_UP)
+        build.invite(future, r["r"])
+        build.invite(future, r["f"], required=False)
+        session.commit()
+
+        assert sync_meeting_invitations()["invitations"] == 2
+        daily_sweep(SweepParameters(date=date(2026, 11, 19)))
+        first = dispatch_notices()
+
+        assert first["sent"] >= 3 and first["failed"] == 0 and first["dead"] == 0
+        events = graph.events()
+        assert sorted((e.attendee_addresses()[0], e.attendees[0]["type"]) for e in events) == sorted(
+            [(r["r"].email, "required"), (r["f"].email, "optional")]
+        )
+        assert {e.prop(MEETING_PROPERTY) for e in events} == {future.ical_uid}
+        mails = [s for s in graph.sent if s.kind == "message"]
+        assert len(mails) == first["sent"] - 2
+        session.expire_all()
+        by_message_id = {n.message_id: n for n in session.scalars(select(Notice))}
+        for mail in mails:
+            notice = by_message_id[str(mail.internet_message_id)]  # the ledger's Message-ID travelled
+            assert not notice.kind.startswith("meeting.")  # invitations went as events, not mails
+            assert mail.recipients == (notice.address,)
+        assert any(by_message_id[str(m.internet_message_id)].kind.startswith("documentation.") for m in mails)
+        assert all(i.sent_at is not None for i in session.scalars(select(Invitation)))
+        assert "graph" in str(latest_artifact("dispatch-summary"))
+
+        report = weekly_report_flow(WeeklyReportParameters(week_ending=date(2026, 11, 22)))
+        assert report == {"recipients": 1, "enqueued": 1}
+        second = dispatch_notices()
+
+        assert (second["sent"], second["failed"]) == (1, 0)
+        weekly = graph.sent[-1]
+        session.expire_all()
+        (notice,) = session.scalars(select(Notice).where(Notice.kind == "report.weekly"))
+        assert weekly.internet_message_id == notice.message_id and weekly.recipients == (r["k"].email,)
+        files = attachments_from_json(notice.attachments)
+        assert [(name, content) for name, _, content in weekly.attachments()] == [
+            (f.filename, f.content) for f in files
+        ]
+        assert [t.split(";")[0] for _, t, _ in weekly.attachments()] == ["text/html", "text/csv"]
+
+        assert dispatch_notices()["sent"] == 0  # nothing new: nothing sent twice
+        assert Counter(s.kind for s in graph.sent)["meeting_request"] == 2
+        assert set(session.scalars(select(Notice.status))) == {NoticeStatus.SENT}
+        for request in graph.graph_requests():
+            text = str(request.body)
+            assert not any(secret in text for secret in SECRETS)
+        assert SECRET not in str(latest_artifact("dispatch-summary"))
