@@ -80,7 +80,11 @@ def has_control_characters(text: str) -> bool:
 def one_line(text: str) -> str:
     """Control characters (line breaks, NUL, ...) written as escapes: an echoed value never splits a line
     of output or a header."""
-    return _CONTROL.sub(lambda m: _NAMED.get(m.group(), f"\\x{ord(m.group()):02x}"), text)
+    return _CONTROL.sub(lambda m: _NAMED.get(m.group()) or _escape(ord(m.group())), text)
+
+
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def shown(value: str, limit: int = 60) -> str:
