@@ -286,6 +286,8 @@ def _email(raw: str) -> str:
 def _url(raw: str) -> str:
     if len(raw) > 500:
         raise _Invalid(f"longer than 500 characters ({len(raw)})")
+    if has_control_characters(raw):
+        raise _Invalid("contains a control character")
     if not re.match(r"^https?://[^\s/]+\S*$", raw, re.IGNORECASE):
         raise _Invalid("is not an http(s) address", raw)
     return raw

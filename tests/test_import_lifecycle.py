@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from sipflows.booking import close_case, move_meeting, withdraw_consent
 from sipflows.db import session_scope
-from sipflows.importer import import_files
+from sipflows.importer import ImportErrors, import_files
 from sipflows.models import (
     CaseStatus,
     ClosureReason,
@@ -276,3 +276,42 @@ def test_withdrawn_consent_in_a_new_plan_is_closed_and_its_meetings_never_schedu
         (MEETING_CANCEL, "KOP-SKOLA-KURATOR", 1),
         (MEETING_CANCEL, "RV-VC-KOP-ROLF", 1),
     ]
+
+
+def test_the_cli_says_how_many_meetings_an_import_cancelled(
+    engine: Engine, folder: Path, db_url: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from sipflows.cli import app
+
+    load(engine, folder)
+    edit(folder / "cases.csv", "2026-09-10,,2027-03-01", "2026-09-10,2026-11-20,2027-03-01")
+    result = CliRunner().invoke(app, ["import", str(folder / "cases.csv"), "--database-url", db_url])
+    assert result.exit_code == 0, result.output
+    assert (
+        "2 rows: 0 new, 1 updated, 1 unchanged; 1 future meetings of ended plans cancelled" in result.output
+    )
+
+
+def test_the_meetings_chair_is_imported_and_must_belong_to_the_plan(engine: Engine, folder: Path) -> None:
+    load(engine, folder)
+    meetings = folder / "meetings.csv"
+    text = meetings.read_text(encoding="utf-8").splitlines()
+    text[0] += ",chair"
+    text[1:] = [f"{line},RV-VC-KOP-ROLF" for line in text[1:]]
+    meetings.write_text("\n".join(text) + "\n", encoding="utf-8")
+    load(engine, meetings, now=LATER)
+    with Session(engine) as s:
+        rolf = s.scalar(select(Contact.id).where(Contact.code == "RV-VC-KOP-ROLF"))
+        assert set(s.scalars(select(Meeting.chair_contact_id))) == {rolf}
+        assert (
+            s.scalar(select(Meeting.sequence).where(Meeting.code == FOLLOW_UP)) == 0
+        )  # not a calendar change
+    meetings.write_text(meetings.read_text(encoding="utf-8").replace(",RV-VC-KOP-ROLF\n", ",KOP-IFO-CHEF\n"))
+    with pytest.raises(ImportErrors) as info:
+        load(engine, meetings, now=LATER)
+    assert str(info.value.errors[0]).endswith(
+        "meetings.csv:2: column 'chair': contact 'KOP-IFO-CHEF' is not a participant, the convener or the "
+        "coordinator of the meeting's case; add it to participants.csv"
+    )
