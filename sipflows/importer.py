@@ -1052,19 +1052,18 @@ def _import_cases(job: _Job) -> FileResult:
 
 
 def _closure_by_consent(rec: Record, current: Any, job: _Job) -> dict[str, Any]:
-    """Withdrawn consent ends the coordination at once: a plan that is not closed yet is closed on the day
-    consent was withdrawn, for that reason (unless the file gives its own closing date or reason), exactly
-    as ``sipflows case withdraw-consent`` does. Returns the fields to set; empty when nothing closes."""
+    """Withdrawn consent ends the coordination at once: the plan is closed, on the day consent was
+    withdrawn and for that reason unless the row (or the register) already says when and why, exactly as
+    ``sipflows case withdraw-consent`` does. Returns the fields to set; empty when consent stands."""
     withdrawn = _effective(rec, "consent_withdrawn_on", current, job)
-    if withdrawn is None or _effective(rec, "status", current, job) == CaseStatus.CLOSED:
+    if withdrawn is None:
         return {}
-    closed_on = rec.values.get("closed_on") if job.has("closed_on") else None
-    reason = rec.values.get("closure_reason") if job.has("closure_reason") else None
-    return {
-        "status": CaseStatus.CLOSED,
-        "closed_on": closed_on or withdrawn,
-        "closure_reason": reason or ClosureReason.CONSENT_WITHDRAWN,
-    }
+    closing: dict[str, Any] = {"status": CaseStatus.CLOSED}
+    if _effective(rec, "closed_on", current, job) is None:
+        closing["closed_on"] = withdrawn
+    if _effective(rec, "closure_reason", current, job) is None:
+        closing["closure_reason"] = ClosureReason.CONSENT_WITHDRAWN
+    return closing
 
 
 def _import_participants(job: _Job) -> FileResult:

@@ -315,3 +315,12 @@ def test_the_meetings_chair_is_imported_and_must_belong_to_the_plan(engine: Engi
         "meetings.csv:2: column 'chair': contact 'KOP-IFO-CHEF' is not a participant, the convener or the "
         "coordinator of the meeting's case; add it to participants.csv"
     )
+
+
+def test_a_closed_row_with_withdrawn_consent_needs_no_closing_date(engine: Engine, folder: Path) -> None:
+    edit(folder / "cases.csv", "(exempel),active,2026-09-01", "(exempel),closed,2026-09-01")
+    edit(folder / "cases.csv", "2026-09-10,,2027-03-01", "2026-09-10,2026-11-20,2027-03-01")
+    load(engine, folder)
+    with Session(engine) as s:
+        case = s.scalars(select(SipCase).where(SipCase.reference == "SIP-2026-001")).one()
+        assert (case.closed_on, case.closure_reason) == (date(2026, 11, 20), ClosureReason.CONSENT_WITHDRAWN)
