@@ -1396,9 +1396,12 @@ def collect_files(paths: Iterable[Path | str]) -> list[tuple[Path, str]]:
     return sorted(found, key=lambda item: KINDS.index(item[1]))
 
 
-def _file_error(source: str, exc: DBAPIError) -> ImportIssue:
-    # first line only: PostgreSQL's DETAIL line can quote row values
+def _file_error(source: str, kind: str, exc: DBAPIError) -> ImportIssue:
+    # first line only: PostgreSQL's DETAIL line can quote row values; for the files that hold personal
+    # data not even that line, which can quote a value too ('invalid input syntax …: "…"')
     first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    if kind in PERSONAL_KINDS:
+        first = type(exc.orig if exc.orig is not None else exc).__name__
     return ImportIssue(
         source, None, None, f"the database refused the file, nothing of it was written: {first}"
     )
@@ -1456,7 +1459,7 @@ def import_files(
             except (IntegrityError, DataError) as exc:
                 # a race with another writer, or a limit the validation does not know: still all or nothing
                 _stopped_at(report, files, index)
-                raise ImportErrors([_file_error(str(path), exc)], report) from None
+                raise ImportErrors([_file_error(str(path), kind, exc)], report) from None
             report.files.append(result)
     finally:
         if dry_session is not None:
