@@ -8,12 +8,14 @@ that calendar clients must see raises the meeting's SEQUENCE; its UID never chan
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime
+from urllib.parse import quote
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from sipflows.hygiene import IDENTITY_REASON, identity_number_in, normalise_code
 from sipflows.models import (
     CaseStatus,
     ClosureReason,
@@ -26,6 +28,17 @@ from sipflows.models import (
     SipCase,
 )
 from sipflows.settings import Settings, get_settings
+from sipflows.timeutil import local_date, local_datetime, start_of_local_day_utc
+
+UID_MAX = 200  # Meeting.ical_uid
+
+
+def meeting_uid(code: str, mail_domain: str) -> str:
+    """A new meeting's iCalendar UID: the meeting code at the service's mail domain.
+
+    Derived from the code (unique in the register) and fixed when the meeting is made, so a re-import or
+    a move never changes it and calendars keep recognising the meeting. Percent-encoded where needed."""
+    return f"{quote(normalise_code(code), safe='')}@{mail_domain}"
 
 
 class BookingError(ValueError):
@@ -35,6 +48,17 @@ class BookingError(ValueError):
 def _aware(name: str, dt: datetime) -> None:
     if dt.tzinfo is None or dt.utcoffset() is None:
         raise BookingError(f"{name} must be an aware datetime (got {dt.isoformat()})")
+
+
+def check_staff_text(field: str, value: str | None) -> None:
+    """Text that notices and calendar invitations carry: no personal identity number, no NUL; the message
+    names the field, never the value."""
+    if value is None:
+        return
+    if "\x00" in value:
+        raise BookingError(f"{field}: contains a NUL character")
+    if identity_number_in(value):
+        raise BookingError(f"{field}: {IDENTITY_REASON}")
 
 
 def _check_times(starts_at: datetime, ends_at: datetime, now: datetime) -> None:
@@ -50,14 +74,16 @@ def _check_times(starts_at: datetime, ends_at: datetime, now: datetime) -> None:
 
 
 def _case(session: Session, reference: str) -> SipCase:
-    case = session.scalars(select(SipCase).where(SipCase.reference == reference)).one_or_none()
+    case = session.scalars(
+        select(SipCase).where(SipCase.reference == normalise_code(reference))
+    ).one_or_none()
     if case is None:
         raise BookingError(f"no plan with reference {reference!r}")
     return case
 
 
 def _meeting(session: Session, code: str) -> Meeting:
-    meeting = session.scalars(select(Meeting).where(Meeting.code == code)).one_or_none()
+    meeting = session.scalars(select(Meeting).where(Meeting.code == normalise_code(code))).one_or_none()
     if meeting is None:
         raise BookingError(f"no meeting with code {code!r}")
     return meeting
@@ -91,10 +117,12 @@ def book_meeting(
     digital_link: str | None = None,
     purpose: str | None = None,
     code: str | None = None,
+    chair: str | None = None,
     settings: Settings | None = None,
 ) -> Meeting:
     """Book a meeting of a live plan and invite contacts (code, required). Invitees become participants
-    of the plan: a notice about a plan only ever goes to its participants."""
+    of the plan: a notice about a plan only ever goes to its participants. ``chair`` (a contact code) must
+    be the convener, the coordinator, a participant or an invitee."""
     try:
         kind = MeetingKind(kind)
     except ValueError:
@@ -105,12 +133,14 @@ def book_meeting(
     digital_link = (digital_link or "").strip() or None
     if place is None and digital_link is None:
         raise BookingError("a meeting needs a place or a digital link")
+    check_staff_text("place", place)
+    check_staff_text("purpose", purpose)
     case = _case(session, case_reference)
     _live(case)
     if not invitees:
         raise BookingError("a meeting needs at least one invitee")
     seen: dict[str, bool] = {}
-    for contact_code, required in invitees:
+    for contact_code, required in ((normalise_code(c), r) for c, r in invitees):
         if contact_code in seen:
             raise BookingError(f"contact {contact_code!r} is invited twice")
         seen[contact_code] = required
@@ -119,7 +149,7 @@ def book_meeting(
     if missing:
         raise BookingError(f"no contact with code {', '.join(repr(m) for m in missing)}")
     if code is not None:
-        code = code.strip()
+        code = normalise_code(code)
         if not code:
             raise BookingError("the meeting code must not be empty")
         if session.scalar(select(func.count()).select_from(Meeting).where(Meeting.code == code)):
@@ -127,6 +157,12 @@ def book_meeting(
     else:
         code = _next_code(session, case.reference)
     domain = (settings or get_settings()).mail_domain
+    uid = meeting_uid(code, domain)
+    if len(code) > 64 or len(uid) > UID_MAX:
+        raise BookingError(
+            f"the meeting code is too long: at most 64 characters, and its calendar UID ({len(uid)} "
+            f"characters) must fit in {UID_MAX}"
+        )
     meeting = Meeting(
         code=code,
         case_id=case.id,
@@ -137,7 +173,7 @@ def book_meeting(
         digital_link=digital_link,
         purpose=(purpose or "").strip() or None,
         status=MeetingStatus.SCHEDULED,
-        ical_uid=f"{code}@{domain}",
+        ical_uid=uid,
         sequence=0,
         updated_at=now,
     )
@@ -150,8 +186,22 @@ def book_meeting(
             session.add(Participant(case_id=case.id, contact_id=contact.id, role="invitee"))
             members.add(contact.id)
         session.add(Invitation(meeting_id=meeting.id, contact_id=contact.id, required=required))
+    if chair is not None:
+        meeting.chair_contact_id = _chair_id(session, case, chair, members)
     session.flush()
     return meeting
+
+
+def _chair_id(session: Session, case: SipCase, code: str, members: set[int]) -> int:
+    contact_id = session.scalar(select(Contact.id).where(Contact.code == normalise_code(code)))
+    if contact_id is None:
+        raise BookingError(f"no contact with code {code!r}")
+    if contact_id not in members | {case.convener_contact_id, case.coordinator_contact_id}:
+        raise BookingError(
+            f"the chair {code!r} is not a participant of plan {case.reference}; invite them or add them "
+            "as a participant first"
+        )
+    return contact_id
 
 
 def _new_text(given: str | None, current: str | None) -> str | None:
@@ -178,15 +228,18 @@ def move_meeting(
         raise BookingError(f"meeting {meeting_code} is {meeting.status.value} and cannot be moved")
     _live(session.get_one(SipCase, meeting.case_id))
     _check_times(starts_at, ends_at, now)
+    new_place, new_purpose = _new_text(place, meeting.place), _new_text(purpose, meeting.purpose)
     changes = {
         "starts_at": starts_at,
         "ends_at": ends_at,
-        "place": _new_text(place, meeting.place),
+        "place": new_place,
         "digital_link": _new_text(digital_link, meeting.digital_link),
-        "purpose": _new_text(purpose, meeting.purpose),
+        "purpose": new_purpose,
     }
     if changes["place"] is None and changes["digital_link"] is None:
         raise BookingError("a meeting needs a place or a digital link")
+    check_staff_text("place", new_place)
+    check_staff_text("purpose", new_purpose)
     if all(getattr(meeting, k) == v for k, v in changes.items()):
         return meeting
     for k, v in changes.items():
@@ -212,18 +265,24 @@ def cancel_meeting(session: Session, meeting_code: str, *, now: datetime) -> Mee
     return meeting
 
 
-def _cancel_future_meetings(session: Session, case_id: int, now: datetime) -> int:
-    result = session.execute(
-        update(Meeting)
-        .where(
-            Meeting.case_id == case_id,
-            Meeting.status == MeetingStatus.SCHEDULED,
-            Meeting.starts_at > now,
+def cancel_future_meetings(session: Session, case_ids: Iterable[int], now: datetime) -> int:
+    """Cancel the scheduled meetings after ``now`` of plans that ended: a new SEQUENCE each, so the
+    invitation sync sends their CANCELs. One UPDATE per 900 plans; returns how many meetings."""
+    ids = sorted(set(case_ids))
+    cancelled = 0
+    for start in range(0, len(ids), 900):
+        result = session.execute(
+            update(Meeting)
+            .where(
+                Meeting.case_id.in_(ids[start : start + 900]),
+                Meeting.status == MeetingStatus.SCHEDULED,
+                Meeting.starts_at > now,
+            )
+            .values(status=MeetingStatus.CANCELLED, sequence=Meeting.sequence + 1, updated_at=now)
+            .execution_options(synchronize_session="fetch")
         )
-        .values(status=MeetingStatus.CANCELLED, sequence=Meeting.sequence + 1, updated_at=now)
-        .execution_options(synchronize_session="fetch")
-    )
-    return int(getattr(result, "rowcount", 0) or 0)
+        cancelled += int(getattr(result, "rowcount", 0) or 0)
+    return cancelled
 
 
 def close_case(
@@ -247,7 +306,7 @@ def close_case(
     case.closed_on = on
     case.closure_reason = reason
     session.flush()
-    _cancel_future_meetings(session, case.id, now)
+    cancel_future_meetings(session, [case.id], now)
     return case
 
 
@@ -268,5 +327,55 @@ def withdraw_consent(session: Session, reference: str, on: date, *, now: datetim
         case.closed_on = on
         case.closure_reason = ClosureReason.CONSENT_WITHDRAWN
     session.flush()
-    _cancel_future_meetings(session, case.id, now)
+    cancel_future_meetings(session, [case.id], now)
     return case
+
+
+def record_held(
+    session: Session, meeting_code: str, *, now: datetime, documented: date | datetime | None = None
+) -> Meeting:
+    """The convener's answer to "was it held?": the meeting is marked held (its documentation deadline
+    then runs from its day, as always) and, with ``documented``, documented. A local date alone is
+    stored as the meeting's end, or the start of that day when later, never after ``now``.
+
+    Held changes nobody's calendar, so the SEQUENCE stays. Recording it again changes nothing."""
+    _aware("now", now)
+    meeting = _meeting(session, meeting_code)
+    if meeting.status == MeetingStatus.CANCELLED:
+        raise BookingError(f"meeting {meeting.code} was cancelled; it cannot have been held")
+    if meeting.starts_at > now:
+        raise BookingError(
+            f"meeting {meeting.code} starts {local_datetime(meeting.starts_at):%Y-%m-%d %H:%M}: "
+            "it cannot have been held yet"
+        )
+    changed = False
+    if meeting.status != MeetingStatus.HELD:
+        meeting.status = MeetingStatus.HELD
+        changed = True
+    if documented is not None:
+        at = _documented_at(meeting, documented, now)
+        if meeting.documented_at != at:
+            meeting.documented_at = at
+            changed = True
+    if changed:
+        meeting.updated_at = now
+        session.flush()
+    return meeting
+
+
+def _documented_at(meeting: Meeting, documented: date | datetime, now: datetime) -> datetime:
+    if isinstance(documented, datetime):
+        _aware("documented", documented)
+        at = documented
+    else:
+        if documented < local_date(meeting.starts_at):
+            raise BookingError(
+                f"meeting {meeting.code} was on {local_date(meeting.starts_at)}: it cannot have been "
+                f"documented on {documented}, before it"
+            )
+        at = min(max(meeting.ends_at, start_of_local_day_utc(documented)), now)
+    if at > now:
+        raise BookingError(f"the documentation time {local_datetime(at):%Y-%m-%d %H:%M} is in the future")
+    if at < meeting.starts_at:
+        raise BookingError(f"meeting {meeting.code}: documented before it started")
+    return at

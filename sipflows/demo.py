@@ -348,6 +348,18 @@ class _Timeline:
 
         return self.search(org, stage, stage_of, self.today - timedelta(days=1))
 
+    def unconfirmed_meeting_day(self, org: str, stage: str) -> date | None:
+        held = self.pol(org).meeting_held
+        steps = [("reminder", 0), ("escalation-1", held.escalation_after_working_days)]
+        cal = self.cal(org)
+
+        def stage_of(day: date) -> str | None:
+            return ladder_stage(
+                cal, cal.add_working_days(day, held.ask_after_working_days), self.today, steps
+            )
+
+        return self.search(org, stage, stage_of, self.today - timedelta(days=1))
+
     def follow_up_due(self, org: str, stage: str) -> date | None:
         fu = self.pol(org).follow_up
         steps = [
@@ -499,7 +511,7 @@ class _Builder:
         self,
         meeting: str,
         contact: str,
-        sent: date,
+        sent: date | None,
         answer: str = "none",
         answered: date | None = None,
         *,
@@ -511,7 +523,7 @@ class _Builder:
                 "meeting": meeting,
                 "contact": contact,
                 "required": "yes" if required else "no",
-                "sent_at": _at(sent, "10:00"),
+                "sent_at": _at(sent, "10:00") if sent else "",
                 "answer": answer,
                 "answered_at": _at(answered, "11:30") if answered else "",
                 "attended": "" if attended is None else ("yes" if attended else "no"),
@@ -699,6 +711,28 @@ def _plans(b: _Builder) -> None:
         b.deviation(code, ref, reporter, concerning, kind, day, severity=severity.value, acknowledged=True)
         b.expect(ref, "deviations", stage, f"{code} ({kind}, {severity.value}) reported {day}, no reply")
 
+    # -- meetings whose day has passed but nobody marked them held: the convener is asked, then escalated ----
+    for ref, convener, others, coordinator, kind, stage in (
+        ("SIP-DEMO-020", "KOP-LSS-JOHAN", ["RV-HAB-TOVE", "FK-SIP"], "", "sip_meeting", "reminder"),
+        ("SIP-DEMO-021", "RV-VUP-NILS", ["KOP-IFO-ERIK"], "KOP-SIP", "follow_up", "escalation-1"),
+    ):
+        org = _ORG_OF[convener]
+        day = t.unconfirmed_meeting_day(org, stage)
+        if day is None:
+            b.skipped.append(f"{ref} meeting_held/{stage}")
+            continue
+        b.case(ref, convener, others, coordinator=coordinator)
+        if kind == "follow_up":
+            b.past_sip_meeting(ref, others)
+            code = f"{ref}-U1"
+        else:
+            b.meeting(f"{ref}-F1", ref, "pre_meeting", day - timedelta(days=7), status="held")
+            code = f"{ref}-M1"
+        b.meeting(code, ref, kind, day, "10:00")
+        for contact in others:
+            b.invite(code, contact, day - timedelta(days=10), "accepted", day - timedelta(days=9))
+        b.expect(ref, "meeting_held", stage, f"{kind} on {day} still scheduled: held, moved or cancelled?")
+
     # -- plans where nothing is due -------------------------------------------------------------------------
     ref = "SIP-DEMO-014"  # everything in order: follow-up booked and accepted, the deviation resolved
     follow_up = t.wd(8)
@@ -745,13 +779,25 @@ def _plans(b: _Builder) -> None:
     b.deviation("AVV-DEMO-07", ref, "KOP-IFO-SARA", "FK", "documentation_late", t.wd(-18))
     b.quiet.append(ref)
 
-    ref = "SIP-DEMO-018"  # consent withdrawn yesterday, not yet closed: nothing may be chased
+    # consent withdrawn yesterday; the register had not closed the plan yet. The import closes it and cancels
+    # its future follow-up, as `sipflows case withdraw-consent` does: nothing may be chased
+    ref = "SIP-DEMO-018"
     b.case(ref, "RV-VUP-NILS", ["KOP-IFO-ERIK", "AF-SIP"], consent_withdrawn=t.wd(-1), follow_up_due=t.wd(-3))
     b.meeting(f"{ref}-M1", ref, "sip_meeting", t.wd(-4), status="held")
     b.meeting(f"{ref}-U1", ref, "follow_up", t.wd(1), "10:00")
     b.invite(f"{ref}-U1", "KOP-IFO-ERIK", t.wd(-6))
     b.invite(f"{ref}-U1", "AF-SIP", t.wd(-6), "declined", t.wd(-5))
     b.deviation("AVV-DEMO-08", ref, "RV-VUP-NILS", "KOP-IFO", "party_absent", t.wd(-10))
+    b.quiet.append(ref)
+
+    # a SIP meeting booked today, after a held pre-meeting: its invitations are not sent yet, so the
+    # invitations flow sends them as calendar requests (the other invitations came in as already sent)
+    ref = "SIP-DEMO-022"
+    b.case(ref, "ARB-VOO-HANNA", ["RV-VC-KOP-EVA", "AF-SIP"], coordinator="KOP-SIP")
+    b.meeting(f"{ref}-F1", ref, "pre_meeting", t.wd(-1), "14:00", status="held")
+    b.meeting(f"{ref}-M1", ref, "sip_meeting", t.wd(12), "09:00")
+    for contact in ("RV-VC-KOP-EVA", "AF-SIP", "KOP-SIP"):
+        b.invite(f"{ref}-M1", contact, None)
     b.quiet.append(ref)
 
     ref = "SIP-DEMO-019"  # closed because consent was withdrawn

@@ -19,17 +19,25 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
+from sipflows.booking import UID_MAX, cancel_future_meetings, meeting_uid
+from sipflows.hygiene import (
+    IDENTITY_REASON,
+    has_control_characters,
+    identity_number_in,
+    normalise_code,
+    one_line,
+    shown,
+)
 from sipflows.models import (
     Answer,
     Base,
@@ -72,6 +80,16 @@ _CHUNK = 900
 # Meeting fields whose change the invitees must hear about: a change raises the iCalendar SEQUENCE.
 CALENDAR_FIELDS = ("starts_at", "ends_at", "place", "digital_link", "purpose")
 
+# Files whose cells may hold personal data, even where they should not (a shifted row, a missing header):
+# their errors never quote a cell or a header name, they say which column and what is wrong with it.
+PERSONAL_KINDS = frozenset({"cases", "deviations"})
+
+# Dates and times outside these years are typing errors (and year 1 or 9999 breaks date arithmetic).
+MIN_YEAR, MAX_YEAR = 1900, 2199
+
+# Python's csv module refuses a larger cell; documented in docs/import-format.md.
+CELL_LIMIT = csv.field_size_limit()
+
 
 # --------------------------------------------------------------------------------------------- results
 
@@ -86,10 +104,11 @@ class ImportIssue:
     reason: str
 
     def __str__(self) -> str:
-        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        # one line whatever a file name, header or value holds: a CR/LF never splits an error line
+        where = one_line(self.file if self.line is None else f"{self.file}:{self.line}")
         if self.column is None:
-            return f"{where}: {self.reason}"
-        return f"{where}: column '{self.column}': {self.reason}"
+            return f"{where}: {one_line(self.reason)}"
+        return f"{where}: column '{one_line(self.column)}': {one_line(self.reason)}"
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,8 @@ class FileResult:
     inserted: int
     updated: int
     unchanged: int
+    # cases.csv: future meetings cancelled because their plan was closed or consent withdrawn
+    cancelled_meetings: int = 0
 
 
 @dataclass
@@ -130,20 +151,50 @@ class ImportErrors(Exception):
 
 
 class _Invalid(ValueError):
-    """A cell's value is wrong; the message is the reason shown to the user."""
+    """A cell's value is wrong. ``reason`` says what is wrong without the value; ``value``, when given, is
+    quoted in front of it where the file may be echoed (never for cases.csv and deviations.csv)."""
+
+    def __init__(self, reason: str, value: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.value = value
+
+    def message(self, echo: bool) -> str:
+        if self.value is None:
+            return self.reason
+        if echo:
+            return f"'{shown(self.value)}' {self.reason}"
+        return f"the value {self.reason}"
 
 
 Parser = Callable[[str], Any]
 
 
-def _text(max_len: int | None) -> Parser:
+def _text(max_len: int | None, *, one_line_only: bool = False, staff: bool = False) -> Parser:
+    """Free text. ``one_line_only``: names, places and codes hold no line break or other control
+    character. ``staff``: text that notices show, where a personal identity number must not be."""
+
     def parse(raw: str) -> str:
         if max_len is not None and len(raw) > max_len:
             # never echo the value: it may be personal data
             raise _Invalid(f"longer than {max_len} characters ({len(raw)})")
+        if one_line_only and has_control_characters(raw):
+            raise _Invalid("contains a line break or another control character; the field is one line")
+        if staff and identity_number_in(raw):
+            raise _Invalid(IDENTITY_REASON)
         return raw
 
     return parse
+
+
+def _code_text(raw: str) -> str:
+    """A code: Unicode NFC (so "Ö" typed two ways is one code), one line, at most 64 characters."""
+    code = normalise_code(raw)
+    if len(code) > 64:
+        raise _Invalid(f"longer than 64 characters ({len(code)})")
+    if has_control_characters(code):
+        raise _Invalid("contains a line break or another control character; a code is one line")
+    return code
 
 
 def _enum(cls: type[Enum]) -> Parser:
@@ -153,7 +204,7 @@ def _enum(cls: type[Enum]) -> Parser:
     def parse(raw: str) -> Enum:
         member = by_value.get(raw.strip().lower())
         if member is None:
-            raise _Invalid(f"'{raw}' is not one of: {', '.join(allowed)}")
+            raise _Invalid(f"is not one of: {', '.join(allowed)}", raw)
         return member
 
     return parse
@@ -169,19 +220,26 @@ def _bool(raw: str) -> bool:
         return True
     if value in _FALSE:
         return False
-    raise _Invalid(f"'{raw}' is not yes or no")
+    raise _Invalid("is not yes or no", raw)
 
 
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
+def _in_years(value: date, raw: str) -> None:
+    if not MIN_YEAR <= value.year <= MAX_YEAR:
+        raise _Invalid(f"is outside the years {MIN_YEAR}–{MAX_YEAR}", raw)
+
+
 def _date(raw: str) -> date:
     if not _DATE.match(raw):
-        raise _Invalid(f"'{raw}' is not a date (expected YYYY-MM-DD)")
+        raise _Invalid("is not a date (expected YYYY-MM-DD)", raw)
     try:
-        return date.fromisoformat(raw)
+        parsed = date.fromisoformat(raw)
     except ValueError:
-        raise _Invalid(f"'{raw}' is not a valid date") from None
+        raise _Invalid("is not a valid date", raw) from None
+    _in_years(parsed, raw)
+    return parsed
 
 
 _DATETIME = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2})?)(Z|[+-]\d{2}:?\d{2})?$")
@@ -192,24 +250,25 @@ def _datetime(raw: str) -> datetime:
     match = _DATETIME.match(raw)
     if not match:
         raise _Invalid(
-            f"'{raw}' is not a date and time (expected YYYY-MM-DD HH:MM in Stockholm time, "
-            "or ISO 8601 with an offset such as 2026-11-24T09:00+01:00)"
+            "is not a date and time (expected YYYY-MM-DD HH:MM in Stockholm time, "
+            "or ISO 8601 with an offset such as 2026-11-24T09:00+01:00)",
+            raw,
         )
     day, clock, offset = match.groups()
     try:
         parsed = datetime.fromisoformat(f"{day}T{clock}{offset or ''}".replace("Z", "+00:00"))
     except ValueError:
-        raise _Invalid(f"'{raw}' is not a valid date and time") from None
+        raise _Invalid("is not a valid date and time", raw) from None
+    # before any conversion: year 1 or 9999 would overflow it
+    _in_years(parsed.date(), raw)
     if parsed.tzinfo is not None:
         return parsed.astimezone(UTC)
     first = parsed.replace(tzinfo=STOCKHOLM, fold=0)
     second = parsed.replace(tzinfo=STOCKHOLM, fold=1)
     if first.utcoffset() != second.utcoffset():
         if first.astimezone(UTC).astimezone(STOCKHOLM).replace(tzinfo=None) != parsed:
-            raise _Invalid(f"'{raw}' does not exist in Stockholm (the clocks go forward then)")
-        raise _Invalid(
-            f"'{raw}' happens twice in Stockholm (the clocks go back); add the offset, e.g. +02:00"
-        )
+            raise _Invalid("does not exist in Stockholm (the clocks go forward then)", raw)
+        raise _Invalid("happens twice in Stockholm (the clocks go back); add the offset, e.g. +02:00", raw)
     return first.astimezone(UTC)
 
 
@@ -220,15 +279,17 @@ _EMAIL = re.compile(
 
 def _email(raw: str) -> str:
     if len(raw) > 254 or not _EMAIL.match(raw) or ".." in raw:
-        raise _Invalid(f"'{raw}' is not an email address")
+        raise _Invalid("is not an email address", raw)
     return raw
 
 
 def _url(raw: str) -> str:
     if len(raw) > 500:
         raise _Invalid(f"longer than 500 characters ({len(raw)})")
+    if has_control_characters(raw):
+        raise _Invalid("contains a control character")
     if not re.match(r"^https?://[^\s/]+\S*$", raw, re.IGNORECASE):
-        raise _Invalid(f"'{raw}' is not an http(s) address")
+        raise _Invalid("is not an http(s) address", raw)
     return raw
 
 
@@ -244,13 +305,19 @@ class Column:
 
 
 def _code(name: str, required: bool = True) -> Column:
-    return Column(name, _text(64), required=required)
+    return Column(name, _code_text, required=required)
+
+
+def _name(name: str, one_line_only: bool = False) -> Column:
+    """An organisation's or contact's name: in every notice; a contact's also in the calendar's CN and the
+    To: header, where a line break has no place."""
+    return Column(name, _text(200, one_line_only=one_line_only, staff=True), required=True)
 
 
 SPECS: dict[str, tuple[Column, ...]] = {
     "organisations": (
         _code("code"),
-        Column("name", _text(200), required=True),
+        _name("name"),
         Column("kind", _enum(OrgKind), required=True),
         Column("principal", _enum(Principal)),
     ),
@@ -262,7 +329,7 @@ SPECS: dict[str, tuple[Column, ...]] = {
     "contacts": (
         _code("code"),
         _code("organisation"),
-        Column("name", _text(200), required=True),
+        _name("name", one_line_only=True),
         Column("email", _email, required=True),
         Column("kind", _enum(ContactKind), default=ContactKind.PERSON),
         Column("language", _enum(Language), default=Language.SV),
@@ -299,11 +366,12 @@ SPECS: dict[str, tuple[Column, ...]] = {
         Column("kind", _enum(MeetingKind), required=True),
         Column("starts_at", _datetime, required=True),
         Column("ends_at", _datetime, required=True),
-        Column("place", _text(300)),
+        Column("place", _text(300, staff=True)),
         Column("digital_link", _url),
-        Column("purpose", _text(None)),
+        Column("purpose", _text(None, staff=True)),
         Column("status", _enum(MeetingStatus), default=MeetingStatus.SCHEDULED),
         Column("documented_at", _datetime),
+        _code("chair", required=False),
     ),
     "invitations": (
         _code("meeting"),
@@ -398,10 +466,13 @@ def read_table(path: Path, kind: str, source: str | None = None) -> Table:
 
 def parse_table(text: str, kind: str, source: str) -> Table:
     """Parse CSV text of one kind (header on line 1). A wrong header raises ImportErrors at once; wrong
-    cells are collected in ``Table.issues`` (their value is None) so that the rows are still checked."""
+    cells are collected in ``Table.issues`` (their value is None) so that the rows are still checked.
+
+    Messages about cases.csv and deviations.csv never quote a cell or a header name (see PERSONAL_KINDS)."""
     if text.startswith("\ufeff"):
         text = text[1:]
     issues: list[ImportIssue] = []
+    echo = kind not in PERSONAL_KINDS
 
     def issue(line: int | None, column: str | None, reason: str) -> None:
         issues.append(ImportIssue(source, line, column, reason))
@@ -409,19 +480,39 @@ def parse_table(text: str, kind: str, source: str) -> Table:
     first_line = text.splitlines()[0] if text.strip() else ""
     if not first_line.strip():
         raise ImportErrors([ImportIssue(source, 1, None, "the first line must be the header (column names)")])
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=detect_delimiter(first_line), strict=True)
+    delimiter = detect_delimiter(first_line)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     specs = {c.name: c for c in SPECS[kind]}
+    names = ", ".join(specs)
     try:
         header = [h.strip().lower() for h in next(reader)]
     except csv.Error as exc:
         raise ImportErrors([ImportIssue(source, 1, None, f"the header is not valid CSV: {exc}")]) from None
 
+    if not any(name in specs for name in header):
+        # a file without its header row: line 1 is data (in cases.csv: someone's name and number)
+        raise ImportErrors(
+            [
+                ImportIssue(
+                    source,
+                    1,
+                    None,
+                    f"line 1 is not a header: none of its {len(header)} cells is a column name of "
+                    f"{kind}.csv; the first line must name the columns: {names}",
+                )
+            ]
+        )
     seen: set[str] = set()
-    for name in header:
+    for position, name in enumerate(header, start=1):
         if name == "":
-            issue(1, None, "a column has no name in the header")
+            issue(1, None, f"header column {position} has no name")
+        elif "\x00" in name:
+            issue(1, None, f"header column {position} contains a NUL character")
         elif name not in specs:
-            issue(1, name, f"unknown column; the columns of {kind}.csv are: {', '.join(specs)}")
+            if echo:
+                issue(1, name, f"unknown column; the columns of {kind}.csv are: {names}")
+            else:
+                issue(1, None, f"header column {position} is not a column name of {kind}.csv: {names}")
         elif name in seen:
             issue(1, name, "the column appears twice in the header")
         seen.add(name)
@@ -439,13 +530,25 @@ def parse_table(text: str, kind: str, source: str) -> Table:
             previous_end = reader.line_num
             if not any(c.strip() for c in cells):
                 continue  # blank lines and Excel's trailing ';;;;' rows
-            if len(cells) > len(header) and any(c.strip() for c in cells[len(header) :]):
-                issue(line, None, f"has {len(cells)} fields but the header has {len(header)}")
+            extra = len(cells) > len(header) and any(c.strip() for c in cells[len(header) :])
+            if extra or len(cells) < len(header):
+                # a delimiter too many or too few shifts every cell after it: its cells are not read
+                issue(
+                    line,
+                    None,
+                    f"has {len(cells)} fields but the header has {len(header)} (a delimiter too many or "
+                    "too few?)",
+                )
                 continue
             values: dict[str, Any] = {}
             for i, name in enumerate(header):
                 col = specs[name]
-                cell = cells[i].strip() if i < len(cells) else ""
+                cell = cells[i].strip()
+                if "\x00" in cell:
+                    # never stored: PostgreSQL refuses it, SQLite would put it into a mail header
+                    issue(line, name, "contains a NUL character (\\x00)")
+                    values[name] = None
+                    continue
                 if cell == "":
                     if col.required:
                         issue(line, name, "a value is required")
@@ -454,12 +557,47 @@ def parse_table(text: str, kind: str, source: str) -> Table:
                 try:
                     values[name] = col.parse(cell)
                 except _Invalid as exc:
-                    issue(line, name, str(exc))
+                    issue(line, name, exc.message(echo))
                     values[name] = None
             records.append(Record(line, values))
     except csv.Error as exc:
-        issue(reader.line_num, None, f"not valid CSV: {exc}")
+        # the row that could not be read starts on the line after the last one read
+        start = previous_end + 1
+        if "field larger than field limit" in str(exc):
+            issue(start, None, f"a cell is larger than {CELL_LIMIT} characters, the most a cell may hold")
+        elif "unexpected end of data" in str(exc):
+            opened = _unclosed_quote_line(text, delimiter, start)
+            issue(opened, None, 'a quoted cell opens on this line and is never closed (a missing ")')
+        else:
+            issue(start, None, f"not valid CSV: {exc}")
     return Table(source, kind, frozenset(header), records, issues)
+
+
+def _unclosed_quote_line(text: str, delimiter: str, start_line: int) -> int:
+    """The physical line where the quote that runs to the end of the file opened, reading the text from
+    ``start_line`` (a row's first line) with the csv module's rules."""
+    line, i, n = 1, 0, len(text)
+    while line < start_line and i < n:  # skip to the row's first line
+        ch = text[i]
+        i += 1
+        if ch == "\n" or (ch == "\r" and not text.startswith("\n", i)):
+            line += 1
+    opened, in_quotes, field_start = start_line, False, True
+    while i < n:
+        ch = text[i]
+        i += 1
+        if in_quotes:
+            if ch == '"':
+                if text.startswith('"', i):
+                    i += 1  # an escaped quote
+                else:
+                    in_quotes = False
+        elif ch == '"' and field_start:
+            in_quotes, opened = True, line
+        field_start = ch == delimiter or ch in "\r\n"
+        if ch == "\n" or (ch == "\r" and not text.startswith("\n", i)):
+            line += 1
+    return opened
 
 
 def table_from_rows(kind: str, rows: Sequence[Mapping[str, str]], source: str) -> Table:
@@ -518,14 +656,6 @@ def _changes(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, An
     return {k: v for k, v in new.items() if current.get(k) != v}
 
 
-def meeting_uid(code: str, mail_domain: str) -> str:
-    """A new meeting's iCalendar UID: the meeting code at the service's mail domain.
-
-    Derived from the code (unique in the register) and fixed at first import, so a re-import never
-    changes it and calendars keep recognising the meeting."""
-    return f"{quote(code, safe='')}@{mail_domain}"
-
-
 class _Job:
     """One table being imported in one transaction: its session, errors and reference look-ups."""
 
@@ -535,6 +665,8 @@ class _Job:
         self.now = now
         self.mail_domain = mail_domain
         self.issues: list[ImportIssue] = list(table.issues)
+        # cases.csv and deviations.csv: never quote a cell in a message
+        self.echo = table.kind not in PERSONAL_KINDS
 
     @property
     def records(self) -> list[Record]:
@@ -558,8 +690,11 @@ class _Job:
             if any(v is None for v in value):
                 continue
             if value in first:
-                shown = ", ".join(f"{k} '{v}'" for k, v in zip(key, value, strict=True))
-                self.issue(rec.line, key[-1], f"duplicate row: {shown} is already on line {first[value]}")
+                if self.echo:
+                    same = ", ".join(f"{k} '{shown(str(v))}'" for k, v in zip(key, value, strict=True))
+                else:
+                    same = "the same " + " and ".join(key)
+                self.issue(rec.line, key[-1], f"duplicate row: {same} is already on line {first[value]}")
             else:
                 first[value] = rec.line
 
@@ -586,7 +721,14 @@ class _Job:
         codes = [r.values.get(column) for r in self.records]
         rows = _select_in(
             self.session,
-            (SipCase.reference, SipCase.id, SipCase.convener_contact_id, SipCase.coordinator_contact_id),
+            (
+                SipCase.reference,
+                SipCase.id,
+                SipCase.convener_contact_id,
+                SipCase.coordinator_contact_id,
+                SipCase.status,
+                SipCase.consent_withdrawn_on,
+            ),
             SipCase.reference,
             codes,
         )
@@ -594,10 +736,13 @@ class _Job:
         self._unknown(column, found, "case")
         return found
 
-    def meetings(self, column: str) -> dict[str, tuple[int, int]]:
+    def meetings(self, column: str) -> dict[str, tuple[int, int, int]]:
+        """code → (meeting id, case id, SEQUENCE)."""
         codes = [r.values.get(column) for r in self.records]
-        rows = _select_in(self.session, (Meeting.code, Meeting.id, Meeting.case_id), Meeting.code, codes)
-        found = {code: (mid, case_id) for code, mid, case_id in rows}
+        rows = _select_in(
+            self.session, (Meeting.code, Meeting.id, Meeting.case_id, Meeting.sequence), Meeting.code, codes
+        )
+        found = {code: (mid, case_id, seq) for code, mid, case_id, seq in rows}
         self._unknown(column, found, "meeting")
         return found
 
@@ -607,10 +752,11 @@ class _Job:
         for rec in self.records:
             code = rec.values.get(column)
             if code is not None and code not in found:
+                named = f" '{shown(code)}'" if self.echo else ""
                 self.issue(
                     rec.line,
                     column,
-                    f"unknown {what} '{code}' (not in the register nor in an earlier file of this import)",
+                    f"unknown {what}{named} (not in the register nor in an earlier file of this import)",
                 )
 
     def existing(
@@ -848,23 +994,26 @@ def _import_cases(job: _Job) -> FileResult:
             job.issue(
                 rec.line,
                 "convener_organisation",
-                f"contact '{v['convener_contact']}' does not belong to organisation '{org_code}'",
+                "the convener contact does not belong to this organisation",
             )
         current = existing.get(v.get("reference"))
 
         def eff(column: str, rec: Record = rec, current: Any = current) -> Any:
             return _effective(rec, column, current, job)
 
+        closing = _closure_by_consent(rec, current, job)
         identified = eff("identified_on")
         for later in ("offered_on", "activated_on", "closed_on"):
-            d = eff(later)
+            d = closing.get(later, eff(later))
             if d is not None and identified is not None and d < identified:
-                job.issue(rec.line, later, f"{d} is before identified_on {identified}")
+                # a closing date taken from consent_withdrawn_on is reported there
+                column = later if job.has(later) or later not in closing else "consent_withdrawn_on"
+                job.issue(rec.line, column, "is before identified_on")
         given, withdrawn = eff("consent_given_on"), eff("consent_withdrawn_on")
         if given is not None and withdrawn is not None and withdrawn < given:
-            job.issue(rec.line, "consent_withdrawn_on", f"{withdrawn} is before consent_given_on {given}")
-        status = eff("status")
-        if status == CaseStatus.CLOSED and eff("closed_on") is None:
+            job.issue(rec.line, "consent_withdrawn_on", "is before consent_given_on")
+        status = closing.get("status", eff("status"))
+        if status == CaseStatus.CLOSED and closing.get("closed_on", eff("closed_on")) is None:
             job.issue(rec.line, "closed_on", "a closed case needs the date it was closed")
         if status is not None and status != CaseStatus.CLOSED:
             for column in ("closed_on", "closure_reason"):
@@ -873,6 +1022,7 @@ def _import_cases(job: _Job) -> FileResult:
     job.raise_if_issues()
 
     inserts, updates = [], []
+    ended: list[int] = []
     for rec in job.records:
         v = rec.values
         convener_id, convener_org = contacts[v["convener_contact"]]
@@ -883,14 +1033,37 @@ def _import_cases(job: _Job) -> FileResult:
             if job.has(attr):
                 new[attr] = v[attr]
         row = existing.get(v["reference"])
+        new.update(_closure_by_consent(rec, row, job))
         if row is None:
             defaults: dict[str, Any] = {a: None for a in attrs}
             defaults["status"] = CaseStatus.IDENTIFIED
             inserts.append({**defaults, "reference": v["reference"], **new})
-        elif changes := _changes(_current(row, attrs), new):
+            continue
+        if changes := _changes(_current(row, attrs), new):
             updates.append({"id": row.id, **changes})
+        after = {**_current(row, attrs), **new}
+        if after["status"] == CaseStatus.CLOSED or after["consent_withdrawn_on"] is not None:
+            ended.append(row.id)
     _write(job.session, SipCase, inserts, updates)
-    return job.result(len(inserts), len(updates))
+    # as `sipflows case close|withdraw-consent` do: an ended plan's future meetings are cancelled, so the
+    # invitation sync sends their CANCELs and no check chases them (a new plan has no meetings yet)
+    cancelled = cancel_future_meetings(job.session, ended, job.now)
+    return replace(job.result(len(inserts), len(updates)), cancelled_meetings=cancelled)
+
+
+def _closure_by_consent(rec: Record, current: Any, job: _Job) -> dict[str, Any]:
+    """Withdrawn consent ends the coordination at once: the plan is closed, on the day consent was
+    withdrawn and for that reason unless the row (or the register) already says when and why, exactly as
+    ``sipflows case withdraw-consent`` does. Returns the fields to set; empty when consent stands."""
+    withdrawn = _effective(rec, "consent_withdrawn_on", current, job)
+    if withdrawn is None:
+        return {}
+    closing: dict[str, Any] = {"status": CaseStatus.CLOSED}
+    if _effective(rec, "closed_on", current, job) is None:
+        closing["closed_on"] = withdrawn
+    if _effective(rec, "closure_reason", current, job) is None:
+        closing["closure_reason"] = ClosureReason.CONSENT_WITHDRAWN
+    return closing
 
 
 def _import_participants(job: _Job) -> FileResult:
@@ -922,10 +1095,38 @@ def _import_participants(job: _Job) -> FileResult:
 def _import_meetings(job: _Job) -> FileResult:
     job.check_duplicates()
     cases = job.cases("case")
-    attrs = ("case_id", "kind", *CALENDAR_FIELDS, "status", "documented_at", "sequence")
+    chairs = job.contacts("chair") if job.has("chair") else {}
+    members = _plan_contacts(job.session, [c.id for c in cases.values()]) if chairs else set()
+    attrs = (
+        "case_id",
+        "kind",
+        *CALENDAR_FIELDS,
+        "status",
+        "documented_at",
+        "chair_contact_id",
+        "sequence",
+    )
     existing = job.existing(Meeting, Meeting.code, attrs)
     for rec in job.records:
         v = rec.values
+        case, chair = cases.get(v.get("case") or ""), chairs.get(v.get("chair") or "")
+        if case is not None and chair is not None and (case.id, chair[0]) not in members:
+            job.issue(
+                rec.line,
+                "chair",
+                f"contact '{shown(v['chair'])}' is not a participant, the convener or the coordinator of "
+                "the meeting's case; add it to participants.csv",
+            )
+        code = v.get("code")
+        if code is not None and code not in existing:
+            uid = meeting_uid(code, job.mail_domain)
+            if len(uid) > UID_MAX:
+                job.issue(
+                    rec.line,
+                    "code",
+                    f"too long for the meeting's calendar UID: with the mail domain it makes {len(uid)} "
+                    f"characters (letters outside A–Z are percent-encoded), at most {UID_MAX} fit",
+                )
         start, end = v.get("starts_at"), v.get("ends_at")
         if start is not None and end is not None and end <= start:
             job.issue(rec.line, "ends_at", "the meeting ends before (or when) it starts")
@@ -949,11 +1150,21 @@ def _import_meetings(job: _Job) -> FileResult:
         for attr in ("kind", *CALENDAR_FIELDS, "status", "documented_at"):
             if job.has(attr):
                 new[attr] = v[attr]
+        if job.has("chair"):
+            new["chair_contact_id"] = chairs[v["chair"]][0] if v["chair"] else None
         row = existing.get(v["code"])
+        case = cases[v["case"]]
+        if case.status == CaseStatus.CLOSED or case.consent_withdrawn_on is not None:
+            # an ended plan has no future meetings: as closing it cancelled them, so does the import
+            status = new.get("status", row.status if row is not None else MeetingStatus.SCHEDULED)
+            start = new.get("starts_at", row.starts_at if row is not None else None)
+            if status == MeetingStatus.SCHEDULED and start is not None and start > job.now:
+                new["status"] = MeetingStatus.CANCELLED
         if row is None:
             base = {a: None for a in CALENDAR_FIELDS} | {
                 "status": MeetingStatus.SCHEDULED,
                 "documented_at": None,
+                "chair_contact_id": None,
             }
             inserts.append(
                 {
@@ -979,18 +1190,16 @@ def _import_meetings(job: _Job) -> FileResult:
     return job.result(len(inserts), len(updates))
 
 
-def _import_invitations(job: _Job) -> FileResult:
-    job.check_duplicates()
-    meetings = job.meetings("meeting")
-    contacts = job.contacts("contact")
-    case_ids = {case_id for _, case_id in meetings.values()}
+def _plan_contacts(session: Session, case_ids: Iterable[int]) -> set[tuple[int, int]]:
+    """(case id, contact id) of every participant, convener and coordinator of the cases."""
+    case_ids = _unique(case_ids)
     allowed: set[tuple[int, int]] = set()
     for p in _select_in(
-        job.session, (Participant.case_id, Participant.contact_id), Participant.case_id, case_ids
+        session, (Participant.case_id, Participant.contact_id), Participant.case_id, case_ids
     ):
         allowed.add((p.case_id, p.contact_id))
     for c in _select_in(
-        job.session,
+        session,
         (SipCase.id, SipCase.convener_contact_id, SipCase.coordinator_contact_id),
         SipCase.id,
         case_ids,
@@ -998,6 +1207,14 @@ def _import_invitations(job: _Job) -> FileResult:
         allowed.add((c.id, c.convener_contact_id))
         if c.coordinator_contact_id is not None:
             allowed.add((c.id, c.coordinator_contact_id))
+    return allowed
+
+
+def _import_invitations(job: _Job) -> FileResult:
+    job.check_duplicates()
+    meetings = job.meetings("meeting")
+    contacts = job.contacts("contact")
+    allowed = _plan_contacts(job.session, (case_id for _, case_id, _ in meetings.values()))
     rows = _select_in(
         job.session,
         (
@@ -1009,9 +1226,10 @@ def _import_invitations(job: _Job) -> FileResult:
             Invitation.answer,
             Invitation.answered_at,
             Invitation.attended,
+            Invitation.sent_sequence,
         ),
         Invitation.meeting_id,
-        (mid for mid, _ in meetings.values()),
+        (mid for mid, _, _ in meetings.values()),
     )
     existing = {(r.meeting_id, r.contact_id): r for r in rows}
     for rec in job.records:
@@ -1023,7 +1241,7 @@ def _import_invitations(job: _Job) -> FileResult:
             job.issue(
                 rec.line,
                 "contact",
-                f"contact '{v['contact']}' is not a participant of the meeting's case; add it to "
+                f"contact '{shown(v['contact'])}' is not a participant of the meeting's case; add it to "
                 "participants.csv (a notice about a plan goes only to that plan's participants)",
             )
         current = existing.get((meeting[0], contact[0]))
@@ -1036,13 +1254,16 @@ def _import_invitations(job: _Job) -> FileResult:
             job.issue(rec.line, "answered_at", "answered before the invitation was sent")
     job.raise_if_issues()
 
-    attrs = ("required", "sent_at", "answer", "answered_at", "attended")
+    attrs = ("required", "sent_at", "answer", "answered_at", "attended", "sent_sequence")
     inserts, updates = [], []
     for rec in job.records:
         v = rec.values
-        key = (meetings[v["meeting"]][0], contacts[v["contact"]][0])
+        meeting_id, _, sequence = meetings[v["meeting"]]
+        key = (meeting_id, contacts[v["contact"]][0])
         new = {a: v[a] for a in attrs if job.has(a)}
         row = existing.get(key)
+        if job.has("sent_at"):
+            new.update(_sent_before(v["sent_at"], row, sequence))
         if row is None:
             base = {
                 "required": True,
@@ -1050,12 +1271,24 @@ def _import_invitations(job: _Job) -> FileResult:
                 "answer": Answer.NONE,
                 "answered_at": None,
                 "attended": None,
+                "sent_sequence": None,
             }
             inserts.append({**base, **new, "meeting_id": key[0], "contact_id": key[1]})
         elif changes := _changes(_current(row, attrs), new):
             updates.append({"id": row.id, **changes})
     _write(job.session, Invitation, inserts, updates)
     return job.result(len(inserts), len(updates))
+
+
+def _sent_before(sent_at: datetime | None, row: Any, sequence: int) -> dict[str, Any]:
+    """An invitation imported with ``sent_at`` was sent by the system the export came from: the invitee
+    holds the meeting's current version, so the invitation sync sends no REQUEST asking again (only a later
+    change of the meeting sends an update, and a cancellation a CANCEL). Emptying sent_at undoes it."""
+    if sent_at is None:
+        return {"sent_sequence": None}
+    if row is None or row.sent_at is None:
+        return {"sent_sequence": sequence}
+    return {}
 
 
 def _import_deviations(job: _Job) -> FileResult:
@@ -1163,9 +1396,12 @@ def collect_files(paths: Iterable[Path | str]) -> list[tuple[Path, str]]:
     return sorted(found, key=lambda item: KINDS.index(item[1]))
 
 
-def _file_error(source: str, exc: DBAPIError) -> ImportIssue:
-    # first line only: PostgreSQL's DETAIL line can quote row values
+def _file_error(source: str, kind: str, exc: DBAPIError) -> ImportIssue:
+    # first line only: PostgreSQL's DETAIL line can quote row values; for the files that hold personal
+    # data not even that line, which can quote a value too ('invalid input syntax …: "…"')
     first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    if kind in PERSONAL_KINDS:
+        first = type(exc.orig if exc.orig is not None else exc).__name__
     return ImportIssue(
         source, None, None, f"the database refused the file, nothing of it was written: {first}"
     )
@@ -1223,7 +1459,7 @@ def import_files(
             except (IntegrityError, DataError) as exc:
                 # a race with another writer, or a limit the validation does not know: still all or nothing
                 _stopped_at(report, files, index)
-                raise ImportErrors([_file_error(str(path), exc)], report) from None
+                raise ImportErrors([_file_error(str(path), kind, exc)], report) from None
             report.files.append(result)
     finally:
         if dry_session is not None:

@@ -280,6 +280,10 @@ class Meeting(Base):
         _enum(MeetingStatus, "meeting_status"), default=MeetingStatus.SCHEDULED
     )
     documented_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    chair_contact_id: Mapped[int | None] = mapped_column(
+        ForeignKey("contacts.id"),
+        doc="Who leads the meeting (mötesledare); their principal is present by definition.",
+    )
     # iCalendar identity: UID stays for the meeting's life, SEQUENCE rises with every change
     ical_uid: Mapped[str] = mapped_column(String(200), unique=True)
     sequence: Mapped[int] = mapped_column(Integer, default=0)
@@ -302,6 +306,11 @@ class Invitation(Base):
     contact_id: Mapped[int] = mapped_column(ForeignKey("contacts.id"))
     required: Mapped[bool] = mapped_column(Boolean, default=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_sequence: Mapped[int | None] = mapped_column(
+        Integer,
+        doc="The meeting's SEQUENCE the invitee already holds from a send outside sipflows (an imported "
+        "invitation with sent_at); what sipflows sends itself is in the notice ledger.",
+    )
     answer: Mapped[Answer] = mapped_column(_enum(Answer, "answer"), default=Answer.NONE)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     attended: Mapped[bool | None] = mapped_column(Boolean)

@@ -42,6 +42,26 @@ class DocumentationPolicy(_Section):
     )
 
 
+class MeetingHeldPolicy(_Section):
+    ask_after_working_days: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="Ask the convener to confirm that a SIP meeting or follow-up was held (or to say it was "
+        "moved or cancelled) this many working days after its day, while the register still has it "
+        "scheduled. Source: sipflows default — the county agreements' documentation deadline (two working "
+        "days, Västmanland, Uppsala, Dalarna) can only be watched once the meeting is known to be held, so "
+        "the question comes before that deadline.",
+    )
+    escalation_after_working_days: int = Field(
+        3,
+        ge=1,
+        le=60,
+        description="Escalate to the convener's escalation contact this many working days after the "
+        "question when the meeting is still not confirmed. Source: sipflows default, as for documentation.",
+    )
+
+
 class InvitationPolicy(_Section):
     reminder_after_working_days: int = Field(
         3,
@@ -156,6 +176,7 @@ class Policy(_Section):
     """Every deadline the checks use. Values in working days unless the name says otherwise."""
 
     documentation: DocumentationPolicy = DocumentationPolicy()
+    meeting_held: MeetingHeldPolicy = MeetingHeldPolicy()
     invitations: InvitationPolicy = InvitationPolicy()
     pre_meeting: PreMeetingPolicy = PreMeetingPolicy()
     follow_up: FollowUpPolicy = FollowUpPolicy()

@@ -31,12 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from matplotlib import rc_context
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure as MplFigure
+from matplotlib.text import Text
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from sipflows.db import session_scope
+from sipflows.hygiene import csv_cell
 from sipflows.models import Contact, DeviationKind, Notice, Severity
 from sipflows.notices.ledger import NoticeDraft, enqueue
 from sipflows.notices.render import REPORT_WEEKLY, render_report
@@ -624,8 +627,22 @@ class Chart:
 
     def png(self) -> bytes:
         buf = io.BytesIO()
-        self.figure.savefig(buf, format="png", metadata={"Title": self.title, "Software": "sipflows"})
+        with rc_context(_LITERAL_TEXT):  # tick labels made while drawing are literal too
+            _draw_literally(self.figure)
+            self.figure.savefig(buf, format="png", metadata={"Title": self.title, "Software": "sipflows"})
         return buf.getvalue()
+
+
+# Organisation names come from the register: "$x^2$" is drawn as those five characters, never typeset as
+# mathematics (and a lone "$\frac{1}{$" does not fail the report), whatever the local matplotlibrc says.
+_LITERAL_TEXT: Any = {"text.parse_math": False, "text.usetex": False}
+
+
+def _draw_literally(figure: MplFigure) -> None:
+    for text in figure.findobj(Text):
+        assert isinstance(text, Text)
+        text.set_parse_math(False)
+        text.set_usetex(False)
 
 
 def _new_chart(name: str, stats: ReportStats, lang: str, height: float = 4.8) -> tuple[Chart, Any]:
@@ -815,13 +832,17 @@ def _chart_deviations_open(stats: ReportStats, lang: str) -> Chart:
 def render_charts(stats: ReportStats, language: str = "sv") -> list[Chart]:
     """Every chart of the report, as matplotlib figures (Agg) with their titles."""
     lang = _lang(language)
-    return [
-        _chart_plans(stats, lang),
-        _chart_documentation(stats, lang),
-        _chart_invitations(stats, lang),
-        _chart_deviation_kinds(stats, lang),
-        _chart_deviations_open(stats, lang),
-    ]
+    with rc_context(_LITERAL_TEXT):
+        charts = [
+            _chart_plans(stats, lang),
+            _chart_documentation(stats, lang),
+            _chart_invitations(stats, lang),
+            _chart_deviation_kinds(stats, lang),
+            _chart_deviations_open(stats, lang),
+        ]
+    for chart in charts:
+        _draw_literally(chart.figure)
+    return charts
 
 
 # --- tables and text -------------------------------------------------------------------------------------
@@ -1028,7 +1049,10 @@ CSV_COLUMNS = ("metric", "organisation", "dimension", "value", "unit", "label", 
 
 
 def figures_csv(stats: ReportStats, language: str = "sv") -> str:
-    """Every figure, one per line; ``organisation`` is the code or ``*`` for the total."""
+    """Every figure, one per line; ``organisation`` is the code or ``*`` for the total.
+
+    Every cell goes through ``csv_cell``: an organisation named ``=HYPERLINK(…)`` is text in Excel, not a
+    formula; numbers stay numbers."""
     lang = _lang(language)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
@@ -1037,17 +1061,16 @@ def figures_csv(stats: ReportStats, language: str = "sv") -> str:
         label = metric_label(f.metric, lang)
         if f.dimension:
             label = f"{label} – {dimension_label(f.dimension, lang)}"
-        writer.writerow(
-            [
-                f.metric,
-                f.organisation,
-                f.dimension,
-                _csv_value(f.value),
-                f.unit,
-                label,
-                organisation_label(stats, f.organisation, lang),
-            ]
-        )
+        cells = [
+            f.metric,
+            f.organisation,
+            f.dimension,
+            _csv_value(f.value),
+            f.unit,
+            label,
+            organisation_label(stats, f.organisation, lang),
+        ]
+        writer.writerow([csv_cell(c) for c in cells])
     return buf.getvalue()
 
 

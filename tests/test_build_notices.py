@@ -95,6 +95,8 @@ def every_finding(w: World) -> list[Finding]:
         finding(w, "documentation", "reminder", "meeting", w.held.id, [k]),
         finding(w, "documentation", "overdue", "meeting", w.held.id, [k, w.coord]),
         finding(w, "documentation", "escalation-1", "meeting", w.held.id, [k_chief]),
+        finding(w, "meeting_held", "reminder", "meeting", w.held.id, [k]),
+        finding(w, "meeting_held", "escalation-1", "meeting", w.held.id, [k_chief]),
         finding(w, "invitations", "reminder", "invitation", w.invitation.id, [r["r"]], due=None),
         finding(
             w,
@@ -124,7 +126,7 @@ def test_privacy_no_notice_of_any_kind_carries_personal_data_or_free_text(
     session: Session, world: World
 ) -> None:
     w, r = world, world.r
-    assert enqueue_findings(session, every_finding(w), NOW, SETTINGS) == 19
+    assert enqueue_findings(session, every_finding(w), NOW, SETTINGS) == 21
     # invitations, an update, and cancellations (meeting cancelled, plan closed by withdrawn consent)
     m1 = book_meeting(
         session,
@@ -241,10 +243,10 @@ def test_enqueue_findings_twice_enqueues_once(session: Session, world: World) ->
     findings = every_finding(world)
     first = enqueue_findings(session, findings, NOW, SETTINGS)
     session.commit()
-    assert first == 19
+    assert first == 21
     assert enqueue_findings(session, findings, NOW + timedelta(hours=1), SETTINGS) == 0
     session.commit()
-    assert len(session.scalars(select(Notice.id)).all()) == 19
+    assert len(session.scalars(select(Notice.id)).all()) == 21
 
 
 def test_unknown_stage_is_an_error_not_a_silent_drop(session: Session, world: World) -> None:

@@ -175,6 +175,11 @@ def test_optional_declines_do_not_alert(build, region, session):
     assert alerts(session, date(2026, 3, 13)) == {}
 
 
+def agency_plan(build, region):
+    """A plan Försäkringskassan convenes: no principal is present by convening, so only answers count."""
+    return build.case(region["f"], participants=(region["r"], region["s"], region["k"]))
+
+
 @pytest.mark.parametrize(
     ("region_answer", "kommun_answer", "missing"),
     [
@@ -185,22 +190,52 @@ def test_optional_declines_do_not_alert(build, region, session):
     ],
 )
 def test_alert_for_a_missing_principal(build, region, session, region_answer, kommun_answer, missing):
-    meeting = build.meeting(plan(build, region), date(2026, 3, 16))
+    meeting = build.meeting(agency_plan(build, region), date(2026, 3, 16))
     # optional invitations: only the principal rule can raise the alert
     build.invite(meeting, region["r"], answer=region_answer, required=False)
     build.invite(meeting, region["s"], answer=kommun_answer, required=False)  # the school is kommun
-    build.invite(meeting, region["f"], answer=Answer.ACCEPTED)  # Försäkringskassan is no principal
     f = alerts(session, date(2026, 3, 13))[meeting.id]
     assert f.details["missing_principals"] == missing
     assert (f.details["unanswered"], f.details["declined"]) == (0, 0)
 
 
 def test_a_meeting_with_no_invitations_misses_both_principals(build, region, session):
-    meeting = build.meeting(plan(build, region), date(2026, 3, 16), kind=MeetingKind.FOLLOW_UP)
+    meeting = build.meeting(agency_plan(build, region), date(2026, 3, 16), kind=MeetingKind.FOLLOW_UP)
     assert alerts(session, date(2026, 3, 16))[meeting.id].details["missing_principals"] == [
         "kommun",
         "region",
     ]
+
+
+def test_the_convening_organisation_is_present_for_its_principal(build, region, session):
+    # the kommun convenes; the region and Försäkringskassan are invited and accepted: nobody is missing,
+    # although the convener has no invitation of her own
+    meeting = build.meeting(plan(build, region), date(2026, 3, 16))
+    build.invite(meeting, region["r"], sent_on=date(2026, 3, 2), answer=Answer.ACCEPTED)
+    build.invite(meeting, region["f"], sent_on=date(2026, 3, 2), answer=Answer.ACCEPTED)
+    for judged in (date(2026, 3, 12), date(2026, 3, 13), date(2026, 3, 16)):
+        assert alerts(session, judged) == {}, judged
+
+
+def test_a_region_convener_still_needs_the_kommun(build, region, session):
+    meeting = build.meeting(
+        build.case(region["r"], participants=(region["k"], region["f"])), date(2026, 3, 16)
+    )
+    build.invite(meeting, region["f"], sent_on=date(2026, 3, 2), answer=Answer.ACCEPTED)
+    build.invite(meeting, region["k"], sent_on=date(2026, 3, 2), answer=Answer.TENTATIVE, required=False)
+    assert alerts(session, date(2026, 3, 13))[meeting.id].details["missing_principals"] == ["kommun"]
+
+
+def test_the_chair_is_present_for_their_principal(build, region, session):
+    # Försäkringskassan convenes; the region's nurse chairs: the region is there, the kommun is not
+    case = agency_plan(build, region)
+    meeting = build.meeting(case, date(2026, 3, 16))
+    meeting.chair_contact_id = region["r"].id
+    build.invite(meeting, region["s"], sent_on=date(2026, 3, 2), answer=Answer.DECLINED, required=False)
+    session.flush()
+    assert alerts(session, date(2026, 3, 13))[meeting.id].details["missing_principals"] == ["kommun"]
+    build.invite(meeting, region["k"], sent_on=date(2026, 3, 2), answer=Answer.ACCEPTED)
+    assert alerts(session, date(2026, 3, 13)) == {}
 
 
 def test_principal_is_taken_from_the_organisation_not_the_kind(build, region, session):

@@ -41,6 +41,7 @@ def add_plans(build, region, lss, n: int) -> None:
             convener, participants=(region["r"], region["f"], region["s"]), follow_up_due=date(2026, 3, 20)
         )
         build.meeting(case, date(2026, 3, 2), status=MeetingStatus.HELD)
+        build.meeting(case, date(2026, 3, 5))  # passed, still scheduled: nobody marked it held
         upcoming = build.meeting(case, date(2026, 3, 16))
         build.invite(upcoming, region["r"], sent_on=date(2026, 3, 2))
         build.invite(upcoming, region["f"], sent_on=date(2026, 3, 2), answer=Answer.DECLINED)

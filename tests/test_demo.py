@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 import typer
@@ -16,11 +16,13 @@ from sipflows.demo import DEMO_DATE, TEST_PERSONAL_NUMBER, DemoSummary, build_de
 from sipflows.models import (
     CaseStatus,
     ClosedDay,
+    ClosureReason,
     Contact,
     Deviation,
     Invitation,
     Language,
     Meeting,
+    MeetingStatus,
     Organisation,
     OrgKind,
     Participant,
@@ -28,6 +30,7 @@ from sipflows.models import (
     SipCase,
 )
 from sipflows.policy import default_policy
+from sipflows.timeutil import local_date
 
 DOMAIN = "sipflows.test"
 MODELS = (Organisation, ClosedDay, Contact, SipCase, Participant, Meeting, Invitation, Deviation)
@@ -62,7 +65,7 @@ def test_demo_loads_and_a_second_run_changes_nothing(engine):
     assert meeting_state(engine) == meetings
     assert all(f.inserted == 0 and f.updated == 0 for f in second.files)
     assert second.expected == first.expected and not first.skipped
-    assert after_first["sip_cases"] == 19 and after_first["organisations"] == 15
+    assert after_first["sip_cases"] == 22 and after_first["organisations"] == 15
 
 
 def test_another_date_moves_the_timeline_without_duplicates(engine):
@@ -105,8 +108,14 @@ def test_demo_region_has_the_organisations_contacts_and_plans_it_promises(engine
         assert {c.status for c in cases} == set(CaseStatus)
         assert all(c.individual_name and c.individual_name.startswith("Testperson ") for c in cases)
         assert {c.personal_identity_number for c in cases} == {TEST_PERSONAL_NUMBER}
-        withdrawn = [c for c in cases if c.consent_withdrawn_on is not None]
-        assert {c.status for c in withdrawn} == {CaseStatus.ACTIVE, CaseStatus.CLOSED}
+        # withdrawn consent closes the plan, by import as by `sipflows case withdraw-consent`
+        withdrawn = {c.reference: c for c in cases if c.consent_withdrawn_on is not None}
+        assert set(withdrawn) == {"SIP-DEMO-018", "SIP-DEMO-019"}
+        assert {c.status for c in withdrawn.values()} == {CaseStatus.CLOSED}
+        assert withdrawn["SIP-DEMO-018"].closure_reason == ClosureReason.CONSENT_WITHDRAWN
+        assert withdrawn["SIP-DEMO-018"].closed_on == withdrawn["SIP-DEMO-018"].consent_withdrawn_on
+        future = s.scalars(select(Meeting).where(Meeting.code == "SIP-DEMO-018-U1")).one()
+        assert future.status == MeetingStatus.CANCELLED
 
 
 # A working day before Easter, before midsommar, before Christmas, and the demo's own date.
@@ -135,6 +144,8 @@ def test_every_check_fires_at_its_stages_on_the_demo_date_and_nothing_else(engin
         ("documentation", "reminder"),
         ("documentation", "overdue"),
         ("documentation", "escalation-1"),
+        ("meeting_held", "reminder"),
+        ("meeting_held", "escalation-1"),
         ("invitations", "reminder"),
         ("invitations", "convener-alert"),
         ("pre_meeting", "alert"),
@@ -152,10 +163,27 @@ def test_every_check_fires_at_its_stages_on_the_demo_date_and_nothing_else(engin
     assert any(alex in f.recipients for f in all_findings)
     # plans where nothing is due (closed, consent withdrawn, all in order) produce nothing
     quiet_ids = {refs[r] for r in summary.quiet_cases}
-    assert len(quiet_ids) == 6 and not [f for f in all_findings if f.case_id in quiet_ids]
+    assert len(quiet_ids) == 7 and not [f for f in all_findings if f.case_id in quiet_ids]
     # the fake personal data stays in the register
     text = repr([(f.details, f.case_reference, f.stage) for f in all_findings])
     assert summary.private_values and not [v for v in summary.private_values if v in text]
+
+
+def test_the_plan_in_order_raises_nothing_as_its_follow_up_approaches(engine):
+    """SIP-DEMO-014: the kommun convenes, the region, Försäkringskassan and a user organisation accepted.
+    The convener has no invitation of her own; her organisation is the kommun's presence."""
+    from sipflows.checks import run_checks
+
+    demo(engine)
+    with Session(engine) as s:
+        starts = s.scalar(select(Meeting.starts_at).where(Meeting.code == "SIP-DEMO-014-U1"))
+        assert starts is not None
+        day, checked = DEMO_DATE, 0
+        while day <= local_date(starts):
+            found = run_checks(s, day, default_policy())
+            assert [f.key for fs in found.values() for f in fs if f.case_reference == "SIP-DEMO-014"] == []
+            day, checked = day + timedelta(days=1), checked + 1
+        assert checked >= 10
 
 
 def _cli() -> typer.Typer:
@@ -178,12 +206,12 @@ def test_cli_loads_the_demo_and_prints_what_is_due(engine, db_url):
     assert result.exit_code == 0, result.output
     assert "judged on 2026-11-24" in result.stdout
     assert "SIP-DEMO-001  documentation/reminder" in result.stdout
-    assert "cases 19 rows: 19 new, 0 updated, 0 unchanged" in " ".join(result.stdout.split())
-    assert counts(engine)["sip_cases"] == 19
+    assert "cases 22 rows: 22 new, 0 updated, 0 unchanged" in " ".join(result.stdout.split())
+    assert counts(engine)["sip_cases"] == 22
 
     again = runner.invoke(_cli(), ["demo", "--database-url", db_url, "--date", "2026-11-24"])
     assert again.exit_code == 0
-    assert "cases 19 rows: 0 new, 0 updated, 19 unchanged" in " ".join(again.stdout.split())
+    assert "cases 22 rows: 0 new, 0 updated, 22 unchanged" in " ".join(again.stdout.split())
 
     bad = runner.invoke(_cli(), ["demo", "--database-url", db_url, "--date", "24/11/2026"])
     assert bad.exit_code == 2 and "'24/11/2026' is not a date" in bad.output

@@ -23,6 +23,7 @@ from sipflows.booking import (
 )
 from sipflows.cli import meetings as meetings_cli
 from sipflows.models import (
+    Answer,
     CaseStatus,
     ClosureReason,
     Contact,
@@ -526,3 +527,30 @@ def test_cli_errors_are_clear_and_write_nothing(
     assert res.exit_code == 1 and "no plan with reference 'SIP-NOPE'" in res.output
     session.expire_all()
     assert session.scalars(select(Meeting)).all() == [] and notices(session) == []
+
+
+def test_cli_books_a_chair_who_counts_for_their_principal(
+    session: Session, world: dict[str, Any], cli: typer.Typer, db_url: str, build: Any
+) -> None:
+    from sipflows.checks import invitations
+    from sipflows.checks.base import CheckContext
+    from sipflows.policy import default_policy
+
+    w = world
+    outsider = build.contact(w["region"], "Utanför planen")
+    session.commit()
+    base = ["meeting", "book", "SIP-2026-7", "--start", "2026-03-04 09:00", "--end", "10:00"]
+    base += ["--place", "Rum 3", "--invite", w["f"].code]
+    refused = run(cli, db_url, *base, "--chair", outsider.code)
+    assert refused.exit_code == 1 and "is not a participant of plan SIP-2026-7" in refused.output
+    # the kommun convenes, Försäkringskassan is invited, the region's nurse (a participant) chairs
+    res = run(cli, db_url, *base, "--chair", w["r"].code)
+    assert res.exit_code == 0, res.output
+    session.expire_all()
+    m = session.scalars(select(Meeting)).one()
+    assert m.chair_contact_id == w["r"].id
+    inv = session.scalars(select(Invitation).where(Invitation.meeting_id == m.id)).one()
+    inv.answer = Answer.ACCEPTED
+    session.flush()
+    ctx = CheckContext.load(session, date(2026, 3, 3), default_policy())
+    assert [f for f in invitations.run(session, ctx) if f.stage == "convener-alert"] == []

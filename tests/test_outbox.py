@@ -238,3 +238,57 @@ def test_non_ascii_attachment_names_survive():
     msg = email.message_from_bytes(mime_bytes(mail(attachments=files), SENDER), policy=policy.default)
     (part,) = msg.iter_attachments()
     assert part.get_filename() == "översikt v.10.pdf" and part.get_content() == b"%PD"
+
+
+# --- a write killed midway -------------------------------------------------------------------------------
+
+HALF_WRITER = r"""
+import os, sys, time
+from pathlib import Path
+from sipflows.transports.outbox import _locked_temp_file
+
+fd, tmp = _locked_temp_file(Path(sys.argv[1]))
+os.write(fd, b"Message-ID: <half@sipflows.test>\r\nSubject: half a mess")
+print(Path(tmp).name, flush=True)
+time.sleep(60)  # killed here, mid-write
+"""
+
+
+def test_a_write_killed_midway_leaves_a_temp_file_the_next_run_removes(engine, tmp_path):
+    folder = tmp_path / "outbox"
+    folder.mkdir()
+    finished = folder / "done.eml"
+    finished.write_bytes(b"Subject: kept\r\n\r\nkept\r\n")
+    child = subprocess.Popen(
+        [sys.executable, "-c", HALF_WRITER, str(folder)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout is not None
+        name = child.stdout.readline().strip()
+        partial = folder / name
+        assert name.startswith(".") and name.endswith(".eml.tmp") and partial.is_file()
+        # a second dispatcher while the writer lives: its file is not touched
+        assert OutboxTransport(folder).remove_stale_temp_files() == 0
+        assert partial.is_file()
+    finally:
+        child.kill()
+        child.wait()
+    assert partial.is_file()  # SIGKILL leaves it behind
+
+    # the next run, even with nothing to send, removes it and nothing else
+    settings = Settings(_env_file=None, outbox_dir=folder)
+    summary = dispatch(engine, make_transport(settings), NOW, settings)
+    assert summary.sent == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["done.eml"]
+
+
+def test_a_stale_temp_file_goes_when_a_batch_opens_the_outbox(engine, session, build, tmp_path):
+    folder = tmp_path / "outbox"
+    transport = OutboxTransport(folder)  # made before the folder exists: nothing to clean yet
+    folder.mkdir()
+    stale = folder / ".notice-abc123.eml.tmp"
+    stale.write_bytes(b"half")
+    settings = Settings(_env_file=None, outbox_dir=folder)
+    add(engine, [draft(1)])
+    assert dispatch(engine, transport, NOW, settings).sent == 1
+    assert sorted(p.name for p in folder.iterdir()) == [eml_filename(draft(1).key)]

@@ -11,11 +11,25 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from sipflows.checks import deviations, documentation, follow_up, invitations, pre_meeting
+from sipflows.checks import (
+    deviations,
+    documentation,
+    follow_up,
+    invitations,
+    meeting_held,
+    pre_meeting,
+)
 from sipflows.checks.base import Check, CheckContext, Finding
 from sipflows.policy import EffectivePolicy
 
-ALL_CHECKS: tuple[Check, ...] = (documentation, invitations, pre_meeting, follow_up, deviations)
+ALL_CHECKS: tuple[Check, ...] = (
+    documentation,
+    meeting_held,
+    invitations,
+    pre_meeting,
+    follow_up,
+    deviations,
+)
 CHECK_NAMES: tuple[str, ...] = tuple(c.NAME for c in ALL_CHECKS)
 
 

@@ -4,8 +4,10 @@ Deciding organisation: the case's convener organisation (it sends the invitation
 a. ``reminder`` (per invitation): unanswered ``reminder_after_working_days`` after it was sent, while the
    meeting is still ahead. Goes to the invitee only, and only when the invitee belongs to the plan.
 b. ``convener-alert`` (per meeting): a SIP or follow-up meeting at most ``convener_alert_within_working_days``
-   away with a required invitation unanswered or declined, or a principal (kommun, region) with nobody
-   who accepted — the law obliges both.
+   away with a required invitation unanswered or declined, or a principal (kommun, region) that will not be
+   there — the law obliges both. A principal is there when one of its participants accepted, when it
+   convenes (the convener's organisation calls the meeting and has no invitation of its own), or when the
+   meeting's chair belongs to it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, exists, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from sipflows.checks.base import (
     CheckContext,
@@ -151,6 +153,9 @@ def _count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
 
 def _convener_alerts(session: Session, ctx: CheckContext) -> list[Finding]:
     window = _alert_window(ctx)
+    convener_org = aliased(Organisation)
+    chair = aliased(Contact)
+    chair_org = aliased(Organisation)
     meetings = (
         select(
             Meeting.id,
@@ -160,8 +165,13 @@ def _convener_alerts(session: Session, ctx: CheckContext) -> list[Finding]:
             SipCase.reference,
             SipCase.convener_contact_id,
             SipCase.coordinator_contact_id,
+            convener_org.principal,
+            chair_org.principal,
         )
         .join(SipCase, SipCase.id == Meeting.case_id)
+        .join(convener_org, convener_org.id == SipCase.convener_org_id)
+        .outerjoin(chair, chair.id == Meeting.chair_contact_id)
+        .outerjoin(chair_org, chair_org.id == chair.organisation_id)
         .where(window)
     )
     answers = (
@@ -183,11 +193,21 @@ def _convener_alerts(session: Session, ctx: CheckContext) -> list[Finding]:
     )
     tallies = {row[0]: tuple(int(n) for n in row[1:]) for row in session.execute(answers).tuples()}
     findings = []
-    for meeting_id, code, starts_at, case_id, reference, convener_id, coordinator_id in session.execute(
-        meetings
-    ).tuples():
+    for (
+        meeting_id,
+        code,
+        starts_at,
+        case_id,
+        reference,
+        convener_id,
+        coordinator_id,
+        convener_principal,
+        chair_principal,
+    ) in session.execute(meetings).tuples():
         unanswered, declined, *accepted = tallies.get(meeting_id, (0, 0, 0, 0))
-        missing = [str(p) for p, n in zip(PRINCIPALS, accepted, strict=True) if n == 0]
+        # present by definition: the convening organisation's principal, and the chair's
+        present = {convener_principal, chair_principal}
+        missing = [str(p) for p, n in zip(PRINCIPALS, accepted, strict=True) if n == 0 and p not in present]
         if not (unanswered or declined or missing):
             continue
         meeting_on = local_date(starts_at)

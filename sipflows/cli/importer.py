@@ -14,7 +14,10 @@ from sipflows.importer import ImportErrors, ImportReport, import_files
 
 def _print_files(report: ImportReport) -> None:
     for f in report.files:
-        typer.echo(f"{f.path}: {f.rows} rows: {f.inserted} new, {f.updated} updated, {f.unchanged} unchanged")
+        line = f"{f.path}: {f.rows} rows: {f.inserted} new, {f.updated} updated, {f.unchanged} unchanged"
+        if f.cancelled_meetings:
+            line += f"; {f.cancelled_meetings} future meetings of ended plans cancelled"
+        typer.echo(line)
 
 
 def import_command(

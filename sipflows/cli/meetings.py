@@ -1,4 +1,4 @@
-"""``sipflows meeting book|move|cancel`` and ``sipflows case close|withdraw-consent``.
+"""``sipflows meeting book|move|cancel|held`` and ``sipflows case close|withdraw-consent``.
 
 Times are typed as people read them, ``YYYY-MM-DD HH:MM`` in Stockholm. Each command changes the register
 and queues the REQUEST/CANCEL notices in the same transaction (``sync_invitations``); the dispatch sends
@@ -17,8 +17,10 @@ from sipflows.booking import (
     BookingError,
     book_meeting,
     cancel_meeting,
+    check_staff_text,
     close_case,
     move_meeting,
+    record_held,
     withdraw_consent,
 )
 from sipflows.cli.common import parse_date, register_engine
@@ -29,7 +31,9 @@ from sipflows.notices.render import RenderError
 from sipflows.settings import get_settings
 from sipflows.timeutil import STOCKHOLM, local_datetime
 
-meeting_app = typer.Typer(help="Book, move and cancel meetings; invitations are queued for sending.")
+meeting_app = typer.Typer(
+    help="Book, move and cancel meetings (invitations are queued for sending); record one as held."
+)
 case_app = typer.Typer(help="End a plan: closure or withdrawn consent (its future meetings are cancelled).")
 
 DB_OPTION = typer.Option(None, "--database-url", help="Default: SIPFLOWS_DATABASE_URL.")
@@ -60,6 +64,15 @@ def parse_local(value: str, option: str, on: date | None = None) -> datetime:
             f"{value} {reason} in Stockholm (daylight saving change); pick another time", param_hint=option
         )
     return first.astimezone(UTC)
+
+
+def _staff_text(value: str | None, option: str) -> None:
+    """A place or purpose goes into every notice and calendar invitation: no personal identity number.
+    The message names the option, never the value."""
+    try:
+        check_staff_text(option, value)
+    except BookingError as exc:
+        raise typer.BadParameter(str(exc).split(": ", 1)[1], param_hint=option) from None
 
 
 def _now(value: str | None) -> datetime:
@@ -111,10 +124,15 @@ def book(
     link: str | None = typer.Option(None, "--link", help="Digital meeting link."),
     purpose: str | None = typer.Option(None, "--purpose", help="Purpose and questions from the pre-meeting."),
     code: str | None = typer.Option(None, "--code", help="Meeting code (default: <reference>-M<n>)."),
+    chair: str | None = typer.Option(
+        None, "--chair", help="Contact code of the meeting's chair (mötesledare), a contact of the plan."
+    ),
     now: str | None = NOW_OPTION,
     database_url: str | None = DB_OPTION,
 ) -> None:
     """Book a meeting and queue its invitations."""
+    _staff_text(place, "--place")
+    _staff_text(purpose, "--purpose")
     starts_at = parse_local(start, "--start")
     ends_at = parse_local(end, "--end", on=local_datetime(starts_at).date())
     now_at = _now(now)
@@ -133,6 +151,7 @@ def book(
             digital_link=link,
             purpose=purpose,
             code=code,
+            chair=chair,
         )
         booked.update(code=m.code, uid=m.ical_uid)
 
@@ -153,6 +172,8 @@ def move(
     database_url: str | None = DB_OPTION,
 ) -> None:
     """Move a meeting (new SEQUENCE, same UID) and queue the updated invitations."""
+    _staff_text(place, "--place")
+    _staff_text(purpose, "--purpose")
     starts_at = parse_local(start, "--start")
     ends_at = parse_local(end, "--end", on=local_datetime(starts_at).date())
     now_at = _now(now)
@@ -180,6 +201,38 @@ def cancel(
     summary = _run(database_url, now_at, lambda s: cancel_meeting(s, code, now=now_at))
     typer.echo(f"cancelled {code}")
     _report(summary)
+
+
+@meeting_app.command("held")
+def held(
+    code: str = typer.Argument(..., help="The meeting's code."),
+    documented: str | None = typer.Option(
+        None,
+        "--documented",
+        help="When the plan was documented: a local date 'YYYY-MM-DD' or time 'YYYY-MM-DD HH:MM'.",
+    ),
+    now: str | None = NOW_OPTION,
+    database_url: str | None = DB_OPTION,
+) -> None:
+    """Record that a meeting was held (the convener's answer); its documentation deadline then runs."""
+    now_at = _now(now)
+    when: date | datetime | None = None
+    if documented is not None:
+        text = documented.strip()
+        when = parse_local(text, "--documented") if len(text) > 10 else parse_date(text, "--documented")
+    result: dict[str, Any] = {}
+
+    def action(session: Session) -> None:
+        m = record_held(session, code, now=now_at, documented=when)
+        result.update(code=m.code, documented=m.documented_at)
+
+    summary = _run(database_url, now_at, action)
+    line = f"recorded {result['code']} as held"
+    if result["documented"] is not None:
+        line += f", documented {_when(result['documented'])}"
+    typer.echo(line)
+    if summary.enqueued:
+        _report(summary)
 
 
 @case_app.command("close")

@@ -4,17 +4,20 @@ for meetings that will not take place.
 The ledger is the memory: a notice row records which SEQUENCE of which meeting a contact was sent, so a
 sync asks the database (NOT EXISTS on the notices' (meeting_id, contact_id, kind) index) who still lacks
 the current version and enqueues exactly that. Running it twice, or after a crash, enqueues nothing new.
+An invitation imported as already sent (``Invitation.sent_sequence``, from an export of another system)
+counts as that version sent: no REQUEST asks for an answer again, a later change sends an update, a
+cancellation a CANCEL.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, or_, select, union
 from sqlalchemy.orm import Session, aliased
 
 from sipflows.models import (
@@ -73,17 +76,24 @@ def _pending_requests(session: Session, now: datetime) -> list[tuple[int, int, b
     scheduled meeting of a live plan who has no REQUEST at the meeting's current SEQUENCE."""
     current = aliased(Notice)
     earlier = aliased(Notice)
-    has_current = exists().where(
-        current.meeting_id == Meeting.id,
-        current.contact_id == Invitation.contact_id,
-        current.kind.in_(REQUEST_KINDS),
-        current.ics_sequence >= Meeting.sequence,
+    imported = Invitation.sent_sequence.is_not(None)  # never NULL in the OR: NOT (NULL OR false) is NULL
+    has_current = or_(
+        and_(imported, Invitation.sent_sequence >= Meeting.sequence),
+        exists().where(
+            current.meeting_id == Meeting.id,
+            current.contact_id == Invitation.contact_id,
+            current.kind.in_(REQUEST_KINDS),
+            current.ics_sequence >= Meeting.sequence,
+        ),
     )
-    has_earlier = exists().where(
-        earlier.meeting_id == Meeting.id,
-        earlier.contact_id == Invitation.contact_id,
-        earlier.kind.in_(REQUEST_KINDS),
-        earlier.ics_sequence < Meeting.sequence,
+    has_earlier = or_(
+        and_(imported, Invitation.sent_sequence < Meeting.sequence),
+        exists().where(
+            earlier.meeting_id == Meeting.id,
+            earlier.contact_id == Invitation.contact_id,
+            earlier.kind.in_(REQUEST_KINDS),
+            earlier.ics_sequence < Meeting.sequence,
+        ),
     )
     in_plan = or_(
         exists().where(
@@ -110,34 +120,46 @@ def _pending_requests(session: Session, now: datetime) -> list[tuple[int, int, b
 
 def _pending_cancels(session: Session, now: datetime) -> list[tuple[int, int]]:
     """(meeting, contact) for everyone sent a REQUEST for a future meeting that will not take place —
-    cancelled, or its plan closed or consent withdrawn — who has no CANCEL yet."""
+    cancelled, or its plan closed or consent withdrawn — who has no CANCEL yet. Sent means a REQUEST in
+    the ledger, or an invitation imported as already sent."""
     sent = aliased(Notice)
     cancelled = aliased(Notice)
-    has_cancel = exists().where(
-        cancelled.meeting_id == Meeting.id,
-        cancelled.contact_id == sent.contact_id,
-        cancelled.kind == MEETING_CANCEL,
+    off = and_(
+        Meeting.starts_at > now,
+        or_(
+            Meeting.status == MeetingStatus.CANCELLED,
+            and_(
+                Meeting.status == MeetingStatus.SCHEDULED,
+                or_(SipCase.status == CaseStatus.CLOSED, SipCase.consent_withdrawn_on.is_not(None)),
+            ),
+        ),
     )
-    stmt = (
+
+    def no_cancel_for(contact_id: Any) -> Any:
+        return ~exists().where(
+            cancelled.meeting_id == Meeting.id,
+            cancelled.contact_id == contact_id,
+            cancelled.kind == MEETING_CANCEL,
+        )
+
+    by_ledger = (
         select(Meeting.id, sent.contact_id)
-        .distinct()
         .join(SipCase, SipCase.id == Meeting.case_id)
         .join(sent, and_(sent.meeting_id == Meeting.id, sent.kind.in_(REQUEST_KINDS)))
-        .where(
-            Meeting.starts_at > now,
-            sent.contact_id.is_not(None),
-            or_(
-                Meeting.status == MeetingStatus.CANCELLED,
-                and_(
-                    Meeting.status == MeetingStatus.SCHEDULED,
-                    or_(SipCase.status == CaseStatus.CLOSED, SipCase.consent_withdrawn_on.is_not(None)),
-                ),
-            ),
-            ~has_cancel,
-        )
-        .order_by(Meeting.id, sent.contact_id)
+        .where(off, sent.contact_id.is_not(None), no_cancel_for(sent.contact_id))
     )
-    return [(m, c) for m, c in session.execute(stmt) if c is not None]
+    by_import = (
+        select(Meeting.id, Invitation.contact_id)
+        .join(SipCase, SipCase.id == Meeting.case_id)
+        .join(Invitation, Invitation.meeting_id == Meeting.id)
+        .where(off, Invitation.sent_sequence.is_not(None), no_cancel_for(Invitation.contact_id))
+    )
+    pairs: set[tuple[int, int]] = set()
+    rows: Sequence[Any] = session.execute(union(by_ledger, by_import)).all()
+    for meeting_id, contact_id in rows:
+        if contact_id is not None:
+            pairs.add((int(meeting_id), int(contact_id)))
+    return sorted(pairs)
 
 
 class _Meetings:

@@ -40,6 +40,8 @@ FINDING_KINDS = frozenset(
         "documentation.reminder",
         "documentation.overdue",
         "documentation.escalation",
+        "meeting_held.reminder",
+        "meeting_held.escalation",
         "invitations.reminder",
         "invitations.convener-alert",
         "pre_meeting.alert",
