@@ -162,8 +162,9 @@ def test_privacy_no_notice_of_any_kind_carries_personal_data_or_free_text(
 
     notices = session.scalars(select(Notice)).all()
     assert {n.kind for n in notices} == FINDING_KINDS | MEETING_KINDS  # every kind was produced
-    # the fixture's upcoming meeting (2 invitees) is invited and then cancelled too
-    requests, updates, cancels = 2 + 3 + 2, 3, 2 + 2 + 3
+    # the fixture's upcoming meeting (2 invitees) is invited and then cancelled too; the convener is sent
+    # every meeting as well
+    requests, updates, cancels = 3 + 4 + 3, 4, 3 + 3 + 4
     assert sum(n.ics is not None for n in notices) == requests + updates + cancels
     for n in notices:
         for part in (n.subject, n.body_text, n.body_html, n.ics or ""):
@@ -313,6 +314,9 @@ def test_invitation_ics_in_the_ledger_parses(session: Session, world: World) -> 
         settings=SETTINGS,
     )
     sync_invitations(session, NOW, SETTINGS)
-    n = session.scalars(select(Notice).where(Notice.meeting_id == m.id)).one()
+    n = session.scalars(
+        select(Notice).where(Notice.meeting_id == m.id, Notice.contact_id == w.r["r"].id)
+    ).one()
     ev = Calendar.from_ical(n.ics).walk("VEVENT")[0]
     assert str(ev["UID"]) == m.ical_uid == f"{m.code}@sipflows.test"
+

@@ -92,7 +92,7 @@ def test_invalid_policy_fails_loudly_with_an_artifact(flow_env, tmp_path: Path, 
 def test_invitations_then_dispatch_write_the_outbox(flow_env, build, session):
     ctx = _register_with_late_documentation(build, session)
     queued = sync_meeting_invitations()
-    assert queued["invitations"] == 2
+    assert queued["invitations"] == 3  # the two invitees and the convener (as chair, with no invitation)
     assert sync_meeting_invitations()["invitations"] == 0
 
     daily_sweep(SweepParameters(date=date(2026, 11, 19)))
