@@ -320,3 +320,40 @@ def test_invitation_ics_in_the_ledger_parses(session: Session, world: World) -> 
     ev = Calendar.from_ical(n.ics).walk("VEVENT")[0]
     assert str(ev["UID"]) == m.ical_uid == f"{m.code}@sipflows.test"
 
+
+@pytest.mark.parametrize(
+    ("language", "asked", "meeting_day"),
+    [
+        ("sv", "så snart som möjligt, före mötet", "torsdag 10 december 2026 kl. 09:00"),
+        ("en", "as soon as possible, before the meeting on", "Thursday 10 December 2026 at 09:00"),
+    ],
+)
+def test_the_invitation_reminder_never_asks_for_an_answer_by_a_day_gone_by(
+    session: Session, build: Any, language: str, asked: str, meeting_day: str
+) -> None:
+    """Sent Wednesday 25 November, the reminder fell due Monday 30 November; the sweep of Tuesday 1 December
+    must not ask for an answer "by Monday 30 November" but as soon as possible, naming the meeting's day."""
+    from sipflows.checks import invitations
+    from sipflows.checks.base import CheckContext
+    from sipflows.models import Language
+    from sipflows.policy import default_policy
+
+    r = build.standard_region()
+    invitee = build.contact(r["region"], "Sjuksköterska Siv", language=Language(language))
+    case = build.case(r["k"], participants=(invitee,))
+    meeting = build.meeting(case, date(2026, 12, 10), at="09:00")
+    build.invite(meeting, invitee, sent_on=date(2026, 11, 25))
+    judged = date(2026, 12, 1)
+    findings = [
+        f
+        for f in invitations.run(session, CheckContext.load(session, judged, default_policy()))
+        if f.stage == "reminder"
+    ]
+    assert [f.due for f in findings] == [date(2026, 11, 30)]  # what the check computes stays as it was
+    (notice,) = build_notices(session, findings, SETTINGS)
+    for body in (notice.body_text, notice.body_html, notice.subject):
+        assert "30 november" not in body.lower() and "november" not in body.lower()
+        assert "senast" not in body and "answer the calendar invitation (accept or decline) by" not in body
+    text = " ".join(notice.body_text.split())
+    assert asked in text and meeting_day in text
+    assert asked.split(",")[0] in notice.body_html
