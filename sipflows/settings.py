@@ -76,6 +76,11 @@ class Settings(BaseSettings):
     imap_username: str | None = None
     imap_password: SecretStr | None = None
     imap_folder: str = "INBOX"
+    imap_rejected_folder: str = Field(
+        default="sipflows-rejected",
+        description="IMAP folder that replies set aside are moved into (created when missing); "
+        "empty: flag them \\Seen \\Flagged where they are.",
+    )
     replies_dir: Path | None = None
 
     @field_validator("organizer_address")

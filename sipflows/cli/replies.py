@@ -120,6 +120,8 @@ def ingest(
 def _echo(summaries: dict[str, ReplySummary]) -> None:
     for source, summary in summaries.items():
         typer.echo(f"{source}: {summary.describe()}")
+        for item in summary.set_aside:
+            typer.echo(f"  set aside: {item.where}: {item.reason}")
 
 
 def register(app: typer.Typer) -> None:
