@@ -639,3 +639,41 @@ def test_calendar_responses_follow_the_same_rules_whatever_the_service(
     assert inv_cancelled.answer is Answer.NONE
     assert (summary.applied, summary.convener, summary.unknown, summary.cancelled) == (3, 1, 2, 1)
     assert len(statements) == 2 * 2 + 1  # a meeting and its invitations per known meeting; one miss
+
+
+def test_the_convener_gets_an_item_of_their_own_and_their_answer_records_nothing(
+    session: Session, build: RegisterBuilder, ews: EwsServer
+) -> None:
+    from sipflows.booking import book_meeting
+    from sipflows.notices.dispatch import dispatch
+    from sipflows.notices.invitations import sync_invitations
+
+    r = build.standard_region()
+    case = build.case(r["k"], participants=(r["r"],))
+    session.commit()
+    now = datetime(2026, 2, 20, 9, 0, tzinfo=UTC)
+    settings = exchange_settings(ews, mail_domain="kommun.example.se")
+    meeting = book_meeting(
+        session,
+        case.reference,
+        "sip_meeting",
+        STARTS,
+        STARTS + timedelta(minutes=90),
+        invitees=[(r["r"].code, True)],
+        place="Rum 3",
+        now=now,
+        settings=settings,
+    )
+    sync_invitations(session, now, settings)
+    session.commit()
+    assert dispatch(session.get_bind(), ExchangeTransport(settings), now, settings).sent == 2
+    items = {i.required_attendees[0]: i for i in ews.calendar_items()}
+    assert set(items) == {r["k"].email, r["r"].email}  # the sending mailbox organizes; the convener attends
+    when = datetime(2026, 2, 21, 8, 0, tzinfo=UTC)
+    ews.set_response(items[r["k"].email].item_id, r["k"].email, "Accept", when)
+    ews.set_response(items[r["r"].email].item_id, r["r"].email, "Tentative", when)
+    summary = poll_exchange_responses(settings, session, now, now + timedelta(days=2))
+    session.commit()
+    (inv,) = session.scalars(select(Invitation).where(Invitation.meeting_id == meeting.id)).all()
+    assert (inv.contact_id, inv.answer, inv.answered_at) == (r["r"].id, Answer.TENTATIVE, when)
+    assert (summary.applied, summary.convener) == (1, 1)

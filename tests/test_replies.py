@@ -560,3 +560,34 @@ def test_a_failing_source_does_not_stop_the_others(
     again = ingest_configured(engine, imap_settings(imap_server, replies_dir=tmp_path), NOW)
     assert again["imap"].applied == 1 and again["folder"].messages == 0
     assert ingest_configured(engine, Settings(imap_host=None, replies_dir=None), NOW) == {}
+
+
+def test_cli_phone_answer_for_a_cancelled_meeting_is_not_recorded(
+    scene: Scene, session: Session, engine: Engine, cli_env: pytest.MonkeyPatch
+):
+    from sipflows.models import MeetingStatus
+
+    scene.meeting.status = MeetingStatus.CANCELLED
+    session.commit()
+    res = CliRunner().invoke(app, ["replies", "answer", scene.meeting.code, scene.r.code, "accepted"])
+    assert res.exit_code == 0 and "not recorded, the meeting is cancelled" in res.output
+    assert answers(engine, scene.meeting)[scene.r.code] == (Answer.NONE, None)
+
+
+def test_without_move_a_message_is_copied_out_and_expunged(
+    scene: Scene, engine: Engine, imap_server: ImapTestServer
+):
+    """Servers without MOVE (RFC 6851): COPY, flag \\Deleted, UID EXPUNGE (UIDPLUS) — just that message."""
+    from sipflows.replies.mailbox import _Rejects
+
+    imap_server.append(plain_mail(scene.s.email))
+    imap_server.append(plain_mail(scene.r.email), flags="\\Deleted")  # a person's deletion: left alone
+    with imap_server.client() as conn:
+        conn.select("INBOX")
+        typ, data = conn.uid("SEARCH", "ALL")
+        first, second = data[0].split()
+        rejects = _Rejects(conn, "Avvisade svar", {"UIDPLUS"}, "test")
+        rejects.put_aside(first.decode())
+    assert len(imap_server.flags()) == 1 and "\\Deleted" in imap_server.flags()[0]
+    (moved,) = imap_server.flags("Avvisade svar")
+    assert "\\Flagged" in moved and "\\Deleted" not in moved
