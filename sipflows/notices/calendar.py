@@ -70,7 +70,8 @@ def stockholm_vtimezone() -> Timezone:
 
 def _address(email: str, name: str, **params: str) -> vCalAddress:
     addr = vCalAddress(f"mailto:{email}")
-    addr.params["CN"] = name
+    # one line, no double quote: what every client reads without RFC 6868's ^' and ^n escapes
+    addr.params["CN"] = " ".join(name.replace('"', "'").split())
     for key, value in params.items():
         addr.params[key.replace("_", "-").upper()] = value
     return addr
