@@ -591,3 +591,20 @@ def test_without_move_a_message_is_copied_out_and_expunged(
     assert len(imap_server.flags()) == 1 and "\\Deleted" in imap_server.flags()[0]
     (moved,) = imap_server.flags("Avvisade svar")
     assert "\\Flagged" in moved and "\\Deleted" not in moved
+
+
+def test_an_unreachable_register_stops_the_source_and_leaves_the_message(scene: Scene, tmp_path: Path):
+    """Not the message's fault: it is neither set aside nor marked handled, and the run fails loudly."""
+    from sqlalchemy import create_engine
+
+    folder = tmp_path / "svar"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(outlook_reply(scene.meeting.ical_uid, scene.r.email, "ACCEPTED", T1))
+    gone = create_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'register.sqlite'}")
+    with pytest.raises(ReplyIngestError, match="the register cannot be reached"):
+        ingest_folder(gone, folder, NOW)
+    with pytest.raises(PartialIngestError, match="the register cannot be reached") as exc:
+        ingest_configured(gone, Settings(_env_file=None, replies_dir=folder), NOW)  # type: ignore[call-arg]
+    assert exc.value.summaries["folder"].applied == 0  # what the source did before it stopped is reported
+    gone.dispose()
+    assert [p.name for p in folder.iterdir()] == ["a.eml"]

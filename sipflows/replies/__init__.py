@@ -90,6 +90,12 @@ def ingest_configured(
     running; its error is raised after them, so the run still fails visibly."""
     summaries: dict[str, ReplySummary] = {}
     errors: list[str] = []
+
+    def failed(name: str, exc: ReplyIngestError) -> None:
+        errors.append(str(exc))
+        if exc.summary is not None:  # what the source did before it stopped belongs in the run's figures
+            summaries[name] = exc.summary
+
     if settings.exchange_server or settings.exchange_service_endpoint:
         try:
             with session_scope(engine) as session:
@@ -97,17 +103,17 @@ def ingest_configured(
                     settings, session, since or now - EXCHANGE_LOOKBACK, now
                 )
         except ReplyIngestError as exc:
-            errors.append(str(exc))
+            failed("exchange", exc)
     if settings.imap_host:
         try:
             summaries["imap"] = ingest_imap(engine, settings, now)
         except ReplyIngestError as exc:
-            errors.append(str(exc))
+            failed("imap", exc)
     if settings.replies_dir is not None:
         try:
             summaries["folder"] = ingest_folder(engine, settings.replies_dir, now)
         except ReplyIngestError as exc:
-            errors.append(str(exc))
+            failed("folder", exc)
     if errors:
         raise PartialIngestError("; ".join(errors), summaries)
     return summaries

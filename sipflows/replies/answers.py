@@ -424,7 +424,11 @@ def apply_calendar_responses(
 
 class ReplyIngestError(RuntimeError):
     """A source of answers cannot be read at all (no folder, IMAP refused, the register unreachable):
-    that source stops and the run fails."""
+    that source stops and the run fails. ``summary`` holds what it did before it stopped, if anything."""
+
+    def __init__(self, message: str, summary: ReplySummary | None = None) -> None:
+        super().__init__(message)
+        self.summary = summary
 
 
 class PartialIngestError(ReplyIngestError):

@@ -152,6 +152,9 @@ def ingest_folder(engine: Engine, folder: Path, now: datetime) -> ReplySummary:
                 handling = _set_aside(summary, where, "malformed", too_large)
             else:
                 handling = handle_message(engine, path.read_bytes(), where, received, summary)
+        except ReplyIngestError as exc:
+            exc.summary = summary
+            raise
         except FileNotFoundError:  # taken by a concurrent run
             continue
         except OSError as exc:
@@ -368,8 +371,11 @@ def ingest_imap(engine: Engine, settings: Settings, now: datetime) -> ReplySumma
                 typ, _ = conn.uid("STORE", uid, "+FLAGS.SILENT", r"(\Seen)")
                 if typ != "OK":
                     log.warning("%s: could not flag message uid %s; it will be read again", where, uid)
+    except ReplyIngestError as exc:
+        exc.summary = summary
+        raise
     except (OSError, imaplib.IMAP4.error) as exc:
-        raise ReplyIngestError(f"{where}: connection failed: {exc}") from None
+        raise ReplyIngestError(f"{where}: connection failed: {exc}", summary) from None
     finally:
         with suppress(OSError, imaplib.IMAP4.error):
             conn.logout()
