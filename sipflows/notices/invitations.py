@@ -279,40 +279,42 @@ class _Composer:
         self.now = now
         self.renderer = get_renderer(settings.template_dir)
         self._cache: dict[tuple[int, str, str, int, bool], tuple[Rendered, str]] = {}
+        self._ics: dict[tuple[int, str, str, int], str] = {}
         # a CANCEL also lists whoever was sent the meeting but is no longer among its invitees
         self._cancel_attendees = cancel_recipients
 
-    def compose(
-        self, meeting_id: int, kind: str, lang: str, sequence: int, for_convener: bool = False
-    ) -> tuple[Rendered, str]:
-        cache_key = (meeting_id, kind, lang, sequence, for_convener)
-        if cache_key not in self._cache:
+    def _context(self, meeting_id: int, kind: str, lang: str) -> dict[str, Any]:
+        m = self.data.meetings[meeting_id]
+        case = self.data.cases[m.case_id]
+        convener = self.data.staff(case.convener_contact_id)
+        if convener is None:
+            raise ValueError(f"meeting {m.code}: the plan's convener contact is missing")
+        return {
+            "case": {"reference": case.reference},
+            "meeting": meeting_view(
+                kind=m.kind,
+                starts_at=m.starts_at,
+                ends_at=m.ends_at,
+                place=m.place,
+                digital_link=m.digital_link,
+                purpose=m.purpose,
+                code=m.code,
+                lang=lang,
+            ),
+            "convener": convener,
+            "coordinator": self.data.staff(case.coordinator_contact_id),
+            "stage": kind.split(".", 1)[1],
+            "level": None,
+            "due": None,
+            "sender_name": self.settings.sender_name,
+            "for_convener": False,
+        }
+
+    def _calendar(self, meeting_id: int, kind: str, lang: str, sequence: int, context: dict[str, Any]) -> str:
+        """The calendar object: the same for the convener and the invitees, so made once."""
+        key = (meeting_id, kind, lang, sequence)
+        if key not in self._ics:
             m = self.data.meetings[meeting_id]
-            case = self.data.cases[m.case_id]
-            convener = self.data.staff(case.convener_contact_id)
-            if convener is None:
-                raise ValueError(f"meeting {m.code}: the plan's convener contact is missing")
-            context = {
-                "case": {"reference": case.reference},
-                "meeting": meeting_view(
-                    kind=m.kind,
-                    starts_at=m.starts_at,
-                    ends_at=m.ends_at,
-                    place=m.place,
-                    digital_link=m.digital_link,
-                    purpose=m.purpose,
-                    code=m.code,
-                    lang=lang,
-                ),
-                "convener": convener,
-                "coordinator": self.data.staff(case.coordinator_contact_id),
-                "stage": kind.split(".", 1)[1],
-                "level": None,
-                "due": None,
-                "sender_name": self.settings.sender_name,
-                "for_convener": for_convener,
-            }
-            rendered = self.renderer.render(kind, lang, context)
             event = MeetingEvent(
                 uid=m.ical_uid,
                 sequence=sequence,
@@ -329,12 +331,22 @@ class _Composer:
                 place=m.place,
                 digital_link=m.digital_link,
             )
-            ics = (
+            self._ics[key] = (
                 meeting_cancel(event, self.now)
                 if kind == MEETING_CANCEL
                 else meeting_request(event, self.now)
             )
-            self._cache[cache_key] = (rendered, ics)
+        return self._ics[key]
+
+    def compose(
+        self, meeting_id: int, kind: str, lang: str, sequence: int, for_convener: bool = False
+    ) -> tuple[Rendered, str]:
+        """Mail parts and calendar object; the convener's mail says they are the convener."""
+        cache_key = (meeting_id, kind, lang, sequence, for_convener)
+        if cache_key not in self._cache:
+            context = self._context(meeting_id, kind, lang)
+            rendered = self.renderer.render(kind, lang, {**context, "for_convener": for_convener})
+            self._cache[cache_key] = (rendered, self._calendar(meeting_id, kind, lang, sequence, context))
         return self._cache[cache_key]
 
     def draft(
