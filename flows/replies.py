@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from flows._prefect import load_settings, this_run
 from sipflows.db import open_register
-from sipflows.replies import ingest_configured
+from sipflows.replies import PartialIngestError, ReplySummary, ingest_configured
 
 
 class RepliesParameters(BaseModel):
@@ -19,23 +19,47 @@ class RepliesParameters(BaseModel):
     )
 
 
+def _artifacts(summaries: dict[str, ReplySummary]) -> list[dict[str, object]]:
+    table: list[dict[str, object]] = [{"source": name, **s.as_dict()} for name, s in summaries.items()] or [
+        {"source": "none configured", **ReplySummary().as_dict()}
+    ]
+    create_table_artifact(
+        key="replies-summary", table=table, description="Invitation answers read in this run"
+    )
+    set_aside = [
+        {"source": name, "message": item.where, "reason": item.reason}
+        for name, s in summaries.items()
+        for item in s.set_aside
+    ]
+    if set_aside:
+        create_table_artifact(
+            key="replies-set-aside",
+            table=set_aside,
+            description="Messages set aside for a person to look at (IMAP: the rejected folder; "
+            "folder: rejected/ with a .reason file). No message content is shown.",
+        )
+    return table
+
+
 @flow(name="sipflows-replies")
 def ingest_replies(params: RepliesParameters = RepliesParameters()) -> dict[str, int]:
-    """Read every configured answer source; unknown or malformed answers are logged and skipped."""
+    """Read every configured answer source. A message that cannot be answered from is set aside and
+    counted, never stops the run; a source that cannot be read fails the run after the others ran."""
     settings = load_settings("replies")
     _, now = this_run(None)
+    logger = get_run_logger()
     engine = open_register(settings.sqlalchemy_url())
     try:
         summaries = ingest_configured(
             engine, settings, now, since=now - timedelta(days=params.exchange_lookback_days)
         )
+    except PartialIngestError as exc:
+        logger.error("Replies: a source failed: %s", exc)
+        _artifacts(exc.summaries)
+        raise
     finally:
         engine.dispose()
-    table = [{"source": name, **s.as_dict()} for name, s in summaries.items()] or [
-        {"source": "none configured", "matched": 0, "unknown": 0, "malformed": 0}
-    ]
-    create_table_artifact(
-        key="replies-summary", table=table, description="Invitation answers read in this run"
-    )
-    get_run_logger().info("Replies: %s", table)
-    return {"matched": sum(s.matched for s in summaries.values())}
+    table = _artifacts(summaries)
+    logger.info("Replies: %s", table)
+    total = sum(summaries.values(), ReplySummary())
+    return {"matched": total.matched, "applied": total.applied, "set_aside": total.rejected}

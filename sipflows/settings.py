@@ -9,7 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -34,6 +34,11 @@ class Settings(BaseSettings):
     outbox_dir: Path = Path("outbox")
     sender_address: str = "sip-noreply@example.se"
     sender_name: str = "SIP-påminnelser"
+    organizer_address: str | None = Field(
+        default=None,
+        description="ORGANIZER of invitations sent by mail (SMTP, outbox): a mailbox sipflows reads "
+        "answers from (SIPFLOWS_IMAP_*). Default: sender_address.",
+    )
     mail_domain: str = "sipflows.local"
     batch_size: int = Field(default=200, ge=1)
     max_attempts: int = Field(default=6, ge=1)
@@ -94,7 +99,28 @@ class Settings(BaseSettings):
     imap_username: str | None = None
     imap_password: SecretStr | None = None
     imap_folder: str = "INBOX"
+    imap_rejected_folder: str = Field(
+        default="sipflows-rejected",
+        description="IMAP folder that replies set aside are moved into (created when missing); "
+        "empty: flag them \\Seen \\Flagged where they are.",
+    )
     replies_dir: Path | None = None
+
+    @field_validator("organizer_address")
+    @classmethod
+    def _plain_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from sipflows.notices.mime import check_address
+
+        try:
+            return check_address(value)
+        except ValueError:
+            raise ValueError("SIPFLOWS_ORGANIZER_ADDRESS must be a plain address: sip@kommun.se") from None
+
+    def organizer(self) -> str:
+        """The address calendar invitations sent by mail name as ORGANIZER: where answers go."""
+        return (self.organizer_address or "").strip() or self.sender_address
 
     def sqlalchemy_url(self) -> str:
         if self.database_url:

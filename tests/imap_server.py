@@ -15,6 +15,7 @@ from argparse import Namespace
 from collections.abc import Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import pytest
 from proxyprotocol.reader import ProxyProtocolReader
@@ -102,7 +103,7 @@ class ImapTestServer:
 
     @contextmanager
     def client(self) -> Iterator[imaplib.IMAP4]:
-        conn = imaplib.IMAP4(self.host, self.port, timeout=10)
+        conn = imaplib.IMAP4(self.host, self.port, timeout=60)  # pymap is slow on deep MIME
         try:
             # LOGIN takes ASCII only; SASL PLAIN carries UTF-8
             conn.authenticate("PLAIN", lambda _: f"\0{self.user}\0{self.password}".encode())
@@ -111,11 +112,40 @@ class ImapTestServer:
             with suppress(OSError, imaplib.IMAP4.error):
                 conn.logout()
 
-    def append(self, raw: bytes, mailbox: str = "INBOX", flags: str = "") -> None:
-        """Deliver a message as a mail server would (APPEND, unseen unless ``flags`` say otherwise)."""
+    def append(
+        self, raw: bytes, mailbox: str = "INBOX", flags: str = "", received: datetime | None = None
+    ) -> None:
+        """Deliver a message as a mail server would (APPEND, unseen unless ``flags`` say otherwise);
+        ``received`` sets its INTERNALDATE (default: now)."""
+        when = imaplib.Time2Internaldate(received) if received is not None else None
         with self.client() as conn:
-            typ, data = conn.append(_quoted(mailbox), f"({flags})" if flags else None, None, raw)
+            typ, data = conn.append(_quoted(mailbox), f"({flags})" if flags else None, when, raw)
             assert typ == "OK", data
+
+    def append_all(self, raws: list[bytes], mailbox: str = "INBOX", received: datetime | None = None) -> None:
+        """Deliver many messages over one connection."""
+        when = imaplib.Time2Internaldate(received) if received is not None else None
+        with self.client() as conn:
+            for raw in raws:
+                typ, data = conn.append(_quoted(mailbox), None, when, raw)
+                assert typ == "OK", data
+
+    def mailboxes(self) -> list[str]:
+        with self.client() as conn:
+            typ, data = conn.list()
+            assert typ == "OK", data
+            names = [line.decode().rsplit(' "/" ', 1)[1] for line in data if isinstance(line, bytes)]
+            return [name.strip('"') for name in names]
+
+    def messages(self, mailbox: str = "INBOX") -> list[bytes]:
+        """Each message's full content, in mailbox order (read without marking anything seen)."""
+        with self.client() as conn:
+            typ, data = conn.select(_quoted(mailbox), readonly=True)
+            assert typ == "OK", data
+            typ, data = conn.fetch("1:*", "(BODY.PEEK[])")
+            if typ != "OK" or not data or data[0] is None:
+                return []
+            return [item[1] for item in data if isinstance(item, tuple)]
 
     def flags(self, mailbox: str = "INBOX") -> list[set[str]]:
         """Each message's flags, in mailbox order."""
@@ -124,6 +154,8 @@ class ImapTestServer:
             assert typ == "OK", data
             typ, data = conn.fetch("1:*", "(FLAGS)")
             assert typ == "OK", data
+            if data == [None]:
+                return []
             out: list[set[str]] = []
             for item in data:
                 if not isinstance(item, bytes):

@@ -164,8 +164,9 @@ def test_privacy_no_notice_of_any_kind_carries_personal_data_or_free_text(
 
     notices = session.scalars(select(Notice)).all()
     assert {n.kind for n in notices} == FINDING_KINDS | MEETING_KINDS  # every kind was produced
-    # the fixture's upcoming meeting (2 invitees) is invited and then cancelled too
-    requests, updates, cancels = 2 + 3 + 2, 3, 2 + 2 + 3
+    # the fixture's upcoming meeting (2 invitees) is invited and then cancelled too; the convener is sent
+    # every meeting as well
+    requests, updates, cancels = 3 + 4 + 3, 4, 3 + 3 + 4
     assert sum(n.ics is not None for n in notices) == requests + updates + cancels
     for n in notices:
         for part in (n.subject, n.body_text, n.body_html, n.ics or ""):
@@ -315,6 +316,46 @@ def test_invitation_ics_in_the_ledger_parses(session: Session, world: World) -> 
         settings=SETTINGS,
     )
     sync_invitations(session, NOW, SETTINGS)
-    n = session.scalars(select(Notice).where(Notice.meeting_id == m.id)).one()
+    n = session.scalars(
+        select(Notice).where(Notice.meeting_id == m.id, Notice.contact_id == w.r["r"].id)
+    ).one()
     ev = Calendar.from_ical(n.ics).walk("VEVENT")[0]
     assert str(ev["UID"]) == m.ical_uid == f"{m.code}@sipflows.test"
+
+
+@pytest.mark.parametrize(
+    ("language", "asked", "meeting_day"),
+    [
+        ("sv", "så snart som möjligt, före mötet", "torsdag 10 december 2026 kl. 09:00"),
+        ("en", "as soon as possible, before the meeting on", "Thursday 10 December 2026 at 09:00"),
+    ],
+)
+def test_the_invitation_reminder_never_asks_for_an_answer_by_a_day_gone_by(
+    session: Session, build: Any, language: str, asked: str, meeting_day: str
+) -> None:
+    """Sent Wednesday 25 November, the reminder fell due Monday 30 November; the sweep of Tuesday 1 December
+    must not ask for an answer "by Monday 30 November" but as soon as possible, naming the meeting's day."""
+    from sipflows.checks import invitations
+    from sipflows.checks.base import CheckContext
+    from sipflows.models import Language
+    from sipflows.policy import default_policy
+
+    r = build.standard_region()
+    invitee = build.contact(r["region"], "Sjuksköterska Siv", language=Language(language))
+    case = build.case(r["k"], participants=(invitee,))
+    meeting = build.meeting(case, date(2026, 12, 10), at="09:00")
+    build.invite(meeting, invitee, sent_on=date(2026, 11, 25))
+    judged = date(2026, 12, 1)
+    findings = [
+        f
+        for f in invitations.run(session, CheckContext.load(session, judged, default_policy()))
+        if f.stage == "reminder"
+    ]
+    assert [f.due for f in findings] == [date(2026, 11, 30)]  # what the check computes stays as it was
+    (notice,) = build_notices(session, findings, SETTINGS)
+    for body in (notice.body_text, notice.body_html, notice.subject):
+        assert "30 november" not in body.lower() and "november" not in body.lower()
+        assert "senast" not in body and "answer the calendar invitation (accept or decline) by" not in body
+    text = " ".join(notice.body_text.split())
+    assert asked in text and meeting_day in text
+    assert asked.split(",")[0] in notice.body_html

@@ -170,3 +170,23 @@ def test_bad_input_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="ends before it starts"):
         meeting_request(bad, NOW)
+
+
+def test_names_are_one_line_without_double_quotes_and_the_chair_is_marked() -> None:
+    from dataclasses import replace
+
+    odd = replace(
+        event(),
+        organizer_name='Sara "Sassa" Berg\nvia SIP-kallelser',
+        attendees=[CalendarAttendee("sara@kommun.example.se", 'Sara "Sassa"\r\nBerg', True, chair=True)],
+    )
+    ics = meeting_request(odd, NOW)
+    unfolded = ics.replace("\r\n ", "")
+    assert "^'" not in unfolded and "^n" not in unfolded  # no RFC 6868 escapes that Outlook shows raw
+    _, ev = parse(ics)
+    assert ev["ORGANIZER"].params["CN"] == "Sara 'Sassa' Berg via SIP-kallelser"
+    assert (ev["ATTENDEE"].params["CN"], ev["ATTENDEE"].params["ROLE"]) == ("Sara 'Sassa' Berg", "CHAIR")
+    info = meeting_info_from_ics(ics)
+    assert [(a.email, a.chair, a.required) for a in info.attendees] == [
+        ("sara@kommun.example.se", True, True)
+    ]

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sipflows.models import Answer, CaseStatus, Invitation, Meeting, Notice, NoticeStatus
 from sipflows.notices.ledger import NoticeDraft, enqueue
 from sipflows.replies import ReplyIngestError
-from sipflows.replies_exchange import poll_exchange_responses
+from sipflows.replies.exchange import poll_exchange_responses
 from sipflows.settings import Settings
 from sipflows.transports.base import (
     Attendee,
@@ -557,3 +557,123 @@ def test_polling_failures_are_reply_ingest_errors_without_secrets(
     with pytest.raises(ReplyIngestError, match="Exchange polling failed") as raised:
         poll_exchange_responses(exchange_settings(ews), session, since, now)
     assert PASSWORD not in str(raised.value)
+
+
+def _add_attendee(ews: EwsServer, item_id: str, email: str, response: str, when: datetime) -> None:
+    """As Exchange does when an attendee forwards the meeting and the new attendee answers it."""
+    from lxml import etree
+
+    from tests.ews_server import T, q
+
+    item = ews.items[item_id]
+    container = item.element.find(q(T, "RequiredAttendees"))
+    attendee = etree.SubElement(container, q(T, "Attendee"))
+    mailbox = etree.SubElement(attendee, q(T, "Mailbox"))
+    etree.SubElement(mailbox, q(T, "EmailAddress")).text = email
+    etree.SubElement(attendee, q(T, "ResponseType")).text = response
+    etree.SubElement(attendee, q(T, "LastResponseTime")).text = when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_attendee_on_another_invitees_item_answers_only_for_themselves(
+    session: Session, build: RegisterBuilder, ews: EwsServer
+) -> None:
+    meeting, inv_r, inv_f, items = _book(session, build, ews)
+    when = datetime(2026, 2, 21, 13, 5, tzinfo=UTC)
+    # Rolf's item was forwarded: Försäkringskassan (invited on an item of its own) and an outsider answer
+    _add_attendee(ews, items[inv_r.contact.email], inv_f.contact.email.upper(), "Decline", when)
+    _add_attendee(ews, items[inv_r.contact.email], "mallory@evil.example", "Accept", when)
+    summary = poll_exchange_responses(
+        exchange_settings(ews), session, datetime(2026, 2, 25, tzinfo=UTC), datetime(2026, 2, 26, tzinfo=UTC)
+    )
+    session.flush()
+    session.expire_all()
+    assert (inv_r.answer, inv_r.answered_at) == (Answer.NONE, None)  # Rolf himself has not answered
+    assert (inv_f.answer, inv_f.answered_at) == (Answer.DECLINED, when)
+    assert (summary.applied, summary.unknown) == (1, 1)
+
+
+def test_calendar_responses_follow_the_same_rules_whatever_the_service(
+    session: Session, build: RegisterBuilder
+) -> None:
+    """What a Microsoft Graph source would hand over: (meeting UID, attendee, answer, time) tuples."""
+    from sipflows.models import MeetingStatus
+    from sipflows.replies import CalendarResponse, apply_calendar_responses
+
+    r = build.standard_region()
+    case = build.case(r["k"], participants=(r["r"], r["f"], r["s"]))
+    meeting = build.meeting(case, date(2026, 3, 10))
+    inv = {c: build.invite(meeting, r[c], sent_on=date(2026, 2, 20)) for c in ("r", "f", "s")}
+    cancelled = build.meeting(case, date(2026, 3, 11), status=MeetingStatus.CANCELLED)
+    inv_cancelled = build.invite(cancelled, r["r"], sent_on=date(2026, 2, 20))
+    session.flush()
+    now = datetime(2026, 2, 26, 12, 0, tzinfo=UTC)
+    good = datetime(2026, 2, 24, 9, 0, tzinfo=UTC)
+    responses = [
+        CalendarResponse(meeting.ical_uid, r["r"].email, Answer.ACCEPTED, good),
+        CalendarResponse(meeting.ical_uid, r["f"].email, Answer.DECLINED, datetime(2026, 1, 1, tzinfo=UTC)),
+        CalendarResponse(meeting.ical_uid, r["s"].email, Answer.TENTATIVE, datetime(2030, 1, 1, tzinfo=UTC)),
+        CalendarResponse(meeting.ical_uid, r["k"].email, Answer.ACCEPTED, good),  # the convener, not invited
+        CalendarResponse(meeting.ical_uid, "mallory@evil.example", Answer.DECLINED, good),
+        CalendarResponse(cancelled.ical_uid, r["r"].email, Answer.ACCEPTED, good),
+        CalendarResponse("nobody@elsewhere", r["r"].email, Answer.DECLINED, good),
+    ]
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    from sqlalchemy import event
+
+    event.listen(session.get_bind(), "before_cursor_execute", count)
+    try:
+        summary = apply_calendar_responses(session, responses, now, "Graph")
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", count)
+    session.flush()
+    session.expire_all()
+    assert (inv["r"].answer, inv["r"].answered_at) == (Answer.ACCEPTED, good)
+    # a response time before the invitation was sent, or in the future, is replaced by the time of reading
+    assert (inv["f"].answer, inv["f"].answered_at) == (Answer.DECLINED, now)
+    assert (inv["s"].answer, inv["s"].answered_at) == (Answer.TENTATIVE, now)
+    assert inv_cancelled.answer is Answer.NONE
+    assert (summary.applied, summary.convener, summary.unknown, summary.cancelled) == (3, 1, 2, 1)
+    assert len(statements) == 2 * 2 + 1  # a meeting and its invitations per known meeting; one miss
+
+
+def test_the_convener_gets_an_item_of_their_own_and_their_answer_records_nothing(
+    session: Session, build: RegisterBuilder, ews: EwsServer
+) -> None:
+    from sipflows.booking import book_meeting
+    from sipflows.notices.dispatch import dispatch
+    from sipflows.notices.invitations import sync_invitations
+
+    r = build.standard_region()
+    case = build.case(r["k"], participants=(r["r"],))
+    session.commit()
+    now = datetime(2026, 2, 20, 9, 0, tzinfo=UTC)
+    settings = exchange_settings(ews, mail_domain="kommun.example.se")
+    meeting = book_meeting(
+        session,
+        case.reference,
+        "sip_meeting",
+        STARTS,
+        STARTS + timedelta(minutes=90),
+        invitees=[(r["r"].code, True)],
+        place="Rum 3",
+        now=now,
+        settings=settings,
+    )
+    sync_invitations(session, now, settings)
+    session.commit()
+    assert dispatch(session.get_bind(), ExchangeTransport(settings), now, settings).sent == 2
+    items = {i.required_attendees[0]: i for i in ews.calendar_items()}
+    assert set(items) == {r["k"].email, r["r"].email}  # the sending mailbox organizes; the convener attends
+    when = datetime(2026, 2, 21, 8, 0, tzinfo=UTC)
+    ews.set_response(items[r["k"].email].item_id, r["k"].email, "Accept", when)
+    ews.set_response(items[r["r"].email].item_id, r["r"].email, "Tentative", when)
+    summary = poll_exchange_responses(settings, session, now, now + timedelta(days=2))
+    session.commit()
+    (inv,) = session.scalars(select(Invitation).where(Invitation.meeting_id == meeting.id)).all()
+    assert (inv.contact_id, inv.answer, inv.answered_at) == (r["r"].id, Answer.TENTATIVE, when)
+    assert (summary.applied, summary.convener) == (1, 1)

@@ -57,7 +57,13 @@ def test_meeting_booked_moved_and_cancelled_through_the_ledger(engine, session, 
     build.case(w["k"], reference="SIP-2026-7", participants=(w["r"], w["f"], w["s"]))
     session.commit()
     settings = settings_for(graph)
-    invitees = {w["r"].email: "required", w["f"].email: "optional", w["s"].email: "required"}
+    # the invitees, and the convener as chair (sent the meeting, never asked for an answer in the register)
+    invitees = {
+        w["k"].email: "required",
+        w["r"].email: "required",
+        w["f"].email: "optional",
+        w["s"].email: "required",
+    }
     meeting = book_meeting(
         session,
         "SIP-2026-7",
@@ -74,7 +80,7 @@ def test_meeting_booked_moved_and_cancelled_through_the_ledger(engine, session, 
     sync(engine, settings)
     booked = dispatch(engine, GraphTransport(settings), NOW, settings)
 
-    assert (booked.sent, booked.failed, booked.dead) == (3, 0, 0)
+    assert (booked.sent, booked.failed, booked.dead) == (4, 0, 0)
     events = {e.attendee_addresses()[0]: e for e in graph.events()}
     assert {a: e.attendees[0]["type"] for a, e in events.items()} == invitees
     for address, event in events.items():
@@ -86,7 +92,7 @@ def test_meeting_booked_moved_and_cancelled_through_the_ledger(engine, session, 
     assert {n.address: n.external_id for n in rows.values()} == {a: e.id for a, e in events.items()}
     session.expire_all()
     assert all(i.sent_at == NOW for i in session.scalars(select(Invitation)))
-    assert Counter(s.kind for s in graph.sent) == {"meeting_request": 3}
+    assert Counter(s.kind for s in graph.sent) == {"meeting_request": 4}
 
     # moved past the change to summer time: each attendee's event is updated, none is booked anew
     later = local(date(2026, 3, 30), "13:00")
@@ -95,31 +101,31 @@ def test_meeting_booked_moved_and_cancelled_through_the_ledger(engine, session, 
     sync(engine, settings)
     moved = dispatch(engine, GraphTransport(settings), NOW, settings)
 
-    assert (moved.sent, moved.failed) == (3, 0)
-    assert len(graph.events()) == 3
+    assert (moved.sent, moved.failed) == (4, 0)
+    assert len(graph.events()) == 4
     assert all(e.starts_at == later and e.ends_at == later + timedelta(minutes=90) for e in graph.events())
     assert all(
         e.data["start"] == {"dateTime": "2026-03-30T13:00:00", "timeZone": "W. Europe Standard Time"}
         for e in graph.events()
     )
-    assert len(graph.graph_requests("PATCH")) == 3 and len(graph.graph_requests("POST", "/events")) == 3
-    assert Counter(s.kind for s in graph.sent) == {"meeting_request": 3, "meeting_update": 3}
+    assert len(graph.graph_requests("PATCH")) == 4 and len(graph.graph_requests("POST", "/events")) == 4
+    assert Counter(s.kind for s in graph.sent) == {"meeting_request": 4, "meeting_update": 4}
 
     cancel_meeting(session, meeting.code, now=NOW)
     session.commit()
     sync(engine, settings)
     cancelled = dispatch(engine, GraphTransport(settings), NOW, settings)
 
-    assert (cancelled.sent, cancelled.failed) == (3, 0)
+    assert (cancelled.sent, cancelled.failed) == (4, 0)
     assert all(e.cancelled for e in graph.events())
     assert Counter(s.kind for s in graph.sent) == {
-        "meeting_request": 3,
-        "meeting_update": 3,
-        "meeting_cancellation": 3,
+        "meeting_request": 4,
+        "meeting_update": 4,
+        "meeting_cancellation": 4,
     }
     # ledger ids found the events each time: no lookup by booking key was needed after the first send
     lookups = [r for r in graph.graph_requests("GET") if "$filter" in r.query]
-    assert len(lookups) == 3 and len(graph.graph_requests("GET", "/events/")) == 6
+    assert len(lookups) == 4 and len(graph.graph_requests("GET", "/events/")) == 8
     # nothing of the plan's personal data ever reached Graph
     for request in graph.graph_requests():
         sent = json.dumps(request.body, ensure_ascii=False)
@@ -317,9 +323,11 @@ def test_cli_dispatch_sends_through_graph_from_the_environment(sqlite_register, 
     done = cli(["notices", "dispatch", "--now", NOW.isoformat()], graph_environment(graph, db_url), tmp_path)
 
     assert done.returncode == 0, done.stderr
-    assert "via graph: 3 sent, 0 failed (will retry), 0 dead" in done.stdout
+    assert "via graph: 4 sent, 0 failed (will retry), 0 dead" in done.stdout
     assert SECRET not in done.stdout + done.stderr
-    assert sorted(e.attendee_addresses()[0] for e in graph.events()) == sorted([w["r"].email, w["s"].email])
+    assert sorted(e.attendee_addresses()[0] for e in graph.events()) == sorted(
+        [w["k"].email, w["r"].email, w["s"].email]  # the convener's own copy, and the two invitees
+    )
     assert [s.kind for s in graph.sent].count("message") == 1
     assert {n.status for n in ledger(engine).values()} == {NoticeStatus.SENT}
 

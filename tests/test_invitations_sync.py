@@ -88,11 +88,15 @@ def vevent(n: Notice) -> Any:
 def test_booking_queues_one_request_per_invitee(session: Session, world: dict[str, Any]) -> None:
     m = book(session, world)
     assert m.ical_uid == f"{m.code}@sipflows.test" and m.code == "SIP-2026-7-M1" and m.sequence == 0
-    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(invitations=3)
+    # the three invitees, and the convener (chair) so that the meeting is in their calendar too
+    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(invitations=4)
     session.commit()
     sent = notices(session)
-    invitees = {world[x].id: world[x] for x in ("r", "f", "s")}
+    invitees = {world[x].id: world[x] for x in ("k", "r", "f", "s")}
     assert {n.contact_id for n in sent} == set(invitees)
+    # the convener is sent the meeting but has no invitation to answer (the unanswered check never chases it)
+    invited = set(session.scalars(select(Invitation.contact_id).where(Invitation.meeting_id == m.id)))
+    assert invited == {world[x].id for x in ("r", "f", "s")}
     for n in sent:
         assert n.kind == "meeting.invitation" and n.ics_method == "REQUEST" and n.ics_sequence == 0
         assert n.key == request_key(m.id, 0, n.contact_id) == f"meeting:{m.id}:seq0:request:c{n.contact_id}"
@@ -101,9 +105,16 @@ def test_booking_queues_one_request_per_invitee(session: Session, world: dict[st
         cal, ev = vevent(n)
         assert str(cal["METHOD"]) == "REQUEST" and str(ev["UID"]) == m.ical_uid and int(ev["SEQUENCE"]) == 0
         assert "DTSTART;TZID=Europe/Stockholm:20260327T090000" in n.ics
-        assert str(ev["ORGANIZER"]) == f"mailto:{world['k'].email}"
+        # answers go to the mailbox sipflows reads, named after the convener
+        assert str(ev["ORGANIZER"]) == f"mailto:{SETTINGS.sender_address}"
+        via = "via SIP invitations" if n.contact_id == world["r"].id else "via SIP-kallelser"
+        assert ev["ORGANIZER"].params["CN"] == f"{world['k'].name} {via}"
         roles = {str(a): a.params["ROLE"] for a in ev["ATTENDEE"]}
+        assert all(
+            a.params["PARTSTAT"] == "NEEDS-ACTION" and a.params["RSVP"] == "TRUE" for a in ev["ATTENDEE"]
+        )
         assert roles == {
+            f"mailto:{world['k'].email}": "CHAIR",
             f"mailto:{world['r'].email}": "REQ-PARTICIPANT",
             f"mailto:{world['f'].email}": "OPT-PARTICIPANT",
             f"mailto:{world['s'].email}": "REQ-PARTICIPANT",
@@ -122,6 +133,34 @@ def test_booking_queues_one_request_per_invitee(session: Session, world: dict[st
     assert set(invitees) <= members
 
 
+def test_a_convener_who_is_also_invited_is_listed_once_as_chair(
+    session: Session, world: dict[str, Any]
+) -> None:
+    m = book(session, world, invitees=[(world["k"].code, True), (world["r"].code, True)])
+    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(invitations=2)
+    for n in notices(session):
+        _, ev = vevent(n)
+        listed = [(str(a), a.params["ROLE"]) for a in ev["ATTENDEE"]]
+        assert listed == [
+            (f"mailto:{world['k'].email}", "CHAIR"),
+            (f"mailto:{world['r'].email}", "REQ-PARTICIPANT"),
+        ]
+    # invited in the register, the convener's answer is asked for like anyone's
+    invited = set(session.scalars(select(Invitation.contact_id).where(Invitation.meeting_id == m.id)))
+    assert invited == {world["k"].id, world["r"].id}
+
+
+def test_the_organizer_may_be_a_mailbox_of_its_own(session: Session, world: dict[str, Any]) -> None:
+    settings = SETTINGS.model_copy(update={"organizer_address": "sip-svar@kommun.example.se"})
+    book(session, world, invitees=[(world["r"].code, True)])
+    sync_invitations(session, NOW, settings)
+    for n in notices(session):
+        _, ev = vevent(n)
+        assert str(ev["ORGANIZER"]) == "mailto:sip-svar@kommun.example.se"
+    with pytest.raises(ValueError, match="SIPFLOWS_ORGANIZER_ADDRESS"):
+        Settings(_env_file=None, organizer_address="Linnéa <linnea@kommun>")  # type: ignore[call-arg]
+
+
 def test_sync_twice_enqueues_nothing_new(session: Session, world: dict[str, Any]) -> None:
     m = book(session, world)
     sync_invitations(session, NOW, SETTINGS)
@@ -130,14 +169,14 @@ def test_sync_twice_enqueues_nothing_new(session: Session, world: dict[str, Any]
     move_meeting(
         session, m.code, local(date(2026, 3, 30), "09:00"), local(date(2026, 3, 30), "10:00"), now=NOW
     )
-    assert sync_invitations(session, NOW, SETTINGS).updates == 3
+    assert sync_invitations(session, NOW, SETTINGS).updates == 4
     session.commit()
     assert sync_invitations(session, NOW, SETTINGS) == SyncSummary()
     cancel_meeting(session, m.code, now=NOW)
-    assert sync_invitations(session, NOW, SETTINGS).cancels == 3
+    assert sync_invitations(session, NOW, SETTINGS).cancels == 4
     session.commit()
     assert sync_invitations(session, NOW, SETTINGS) == SyncSummary()
-    assert len(notices(session)) == 9
+    assert len(notices(session)) == 12
 
 
 def test_move_raises_sequence_keeps_uid_and_local_time_across_dst(
@@ -149,7 +188,7 @@ def test_move_raises_sequence_keeps_uid_and_local_time_across_dst(
         session, m.code, local(date(2026, 3, 30), "09:00"), local(date(2026, 3, 30), "10:00"), now=NOW
     )
     assert moved.sequence == 1
-    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(updates=3)
+    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(updates=4)
     first, update = notices(session, "meeting.invitation")[0], notices(session, "meeting.update")[0]
     _, ev0 = vevent(first)
     _, ev1 = vevent(update)
@@ -174,9 +213,9 @@ def test_cancel_goes_to_everyone_invited_with_a_higher_sequence(
     sync_invitations(session, NOW, SETTINGS)
     cancel_meeting(session, m.code, now=NOW)
     assert cancel_meeting(session, m.code, now=NOW).sequence == 1  # cancelling twice changes nothing
-    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(cancels=3)
+    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(cancels=4)
     cancels = notices(session, "meeting.cancel")
-    assert {n.contact_id for n in cancels} == {world[x].id for x in ("r", "f", "s")}
+    assert {n.contact_id for n in cancels} == {world[x].id for x in ("k", "r", "f", "s")}
     for n in cancels:
         cal, ev = vevent(n)
         assert str(cal["METHOD"]) == "CANCEL" and str(ev["STATUS"]) == "CANCELLED"
@@ -198,7 +237,7 @@ def test_closing_or_withdrawn_consent_cancels_future_meetings(
     sync_invitations(session, NOW, SETTINGS)
     session.commit()
     requests = notices(session)
-    assert len(requests) == 3 + 1 + 1
+    assert len(requests) == (3 + 1) + (1 + 1) + (1 + 1)  # each meeting's invitees and its convener
     if how == "close":
         close_case(session, "SIP-2026-7", TODAY, ClosureReason.NEED_MET, now=NOW)
     else:
@@ -209,7 +248,7 @@ def test_closing_or_withdrawn_consent_cancels_future_meetings(
         ClosureReason.NEED_MET if how == "close" else ClosureReason.CONSENT_WITHDRAWN
     )
     assert session.get_one(Meeting, past.id).status == MeetingStatus.SCHEDULED  # the past is left alone
-    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(cancels=5)
+    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(cancels=8)
     cancels = notices(session, "meeting.cancel")
     assert sorted((n.meeting_id, n.contact_id) for n in cancels) == sorted(
         (r.meeting_id, r.contact_id) for r in requests
@@ -230,7 +269,7 @@ def test_closure_written_elsewhere_still_cancels(session: Session, world: dict[s
     case = session.get_one(SipCase, world["case"].id)
     case.consent_withdrawn_on = TODAY
     session.flush()
-    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(cancels=3)
+    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(cancels=4)
     assert session.get_one(Meeting, m.id).sequence == 0
     assert {n.ics_sequence for n in notices(session, "meeting.cancel")} == {1}  # still above what was sent
     assert sync_invitations(session, NOW, SETTINGS) == SyncSummary()
@@ -251,7 +290,7 @@ def test_late_invitee_gets_the_current_version_only(session: Session, world: dic
     move_meeting(session, m.code, local(D, "13:00"), local(D, "14:00"), now=NOW)
     session.add(Invitation(meeting_id=m.id, contact_id=world["s"].id, required=True))
     session.flush()
-    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(invitations=1, updates=1)
+    assert sync_invitations(session, NOW, SETTINGS) == SyncSummary(invitations=1, updates=2)
     late = notices(session, "meeting.invitation")[-1]
     assert late.contact_id == world["s"].id and late.ics_sequence == 1
 
@@ -266,8 +305,11 @@ def test_past_meetings_and_invitees_outside_the_plan_get_nothing(
     build.invite(upcoming, stranger)
     build.invite(upcoming, world["s"])
     summary = sync_invitations(session, NOW, SETTINGS)
-    assert summary == SyncSummary(invitations=1, skipped=1)
-    assert [(n.meeting_id, n.contact_id) for n in notices(session)] == [(upcoming.id, world["s"].id)]
+    assert summary == SyncSummary(invitations=2, skipped=1)
+    assert {(n.meeting_id, n.contact_id) for n in notices(session)} == {
+        (upcoming.id, world["s"].id),
+        (upcoming.id, world["k"].id),  # the convener
+    }
 
 
 def test_sync_needs_an_aware_now(session: Session) -> None:
@@ -373,7 +415,7 @@ def test_cli_book_move_cancel(session: Session, world: dict[str, Any], cli: type
     assert res.exit_code == 0, res.output
     assert "booked SIP-2026-7-M1 (2026-03-27 09:00–10:30)" in res.output
     assert f"UID SIP-2026-7-M1@{get_settings().mail_domain}" in res.output
-    assert "queued: 2 invitations, 0 updates, 0 cancellations" in res.output
+    assert "queued: 3 invitations, 0 updates, 0 cancellations" in res.output  # and the convener
     session.expire_all()
     m = session.scalars(select(Meeting).where(Meeting.code == "SIP-2026-7-M1")).one()
     assert m.starts_at == datetime(2026, 3, 27, 8, 0, tzinfo=UTC) and m.purpose == "Skolstart"
@@ -387,14 +429,14 @@ def test_cli_book_move_cancel(session: Session, world: dict[str, Any], cli: type
         cli, db_url, "meeting", "move", m.code, "--start", "2026-03-30 13:00", "--end", "2026-03-30 14:00"
     )
     assert res.exit_code == 0, res.output
-    assert "sequence 1" in res.output and "queued: 0 invitations, 2 updates, 0 cancellations" in res.output
+    assert "sequence 1" in res.output and "queued: 0 invitations, 3 updates, 0 cancellations" in res.output
     res = run(cli, db_url, "meeting", "cancel", m.code)
     assert res.exit_code == 0, res.output
-    assert "queued: 0 invitations, 0 updates, 2 cancellations" in res.output
+    assert "queued: 0 invitations, 0 updates, 3 cancellations" in res.output
     session.expire_all()
-    assert [n.kind for n in notices(session)] == ["meeting.invitation"] * 2 + ["meeting.update"] * 2 + [
+    assert [n.kind for n in notices(session)] == ["meeting.invitation"] * 3 + ["meeting.update"] * 3 + [
         "meeting.cancel"
-    ] * 2
+    ] * 3
     update = notices(session, "meeting.update")[0]
     assert "DTSTART;TZID=Europe/Stockholm:20260330T130000" in (update.ics or "")
     session.commit()
@@ -409,12 +451,12 @@ def test_cli_case_close_and_withdraw(
     res = run(cli, db_url, "case", "withdraw-consent", "SIP-2026-7", "--on", "2026-03-02")
     assert res.exit_code == 0, res.output
     assert "consent withdrawn for SIP-2026-7 on 2026-03-02; plan closed" in res.output
-    assert "queued: 0 invitations, 0 updates, 3 cancellations" in res.output
+    assert "queued: 0 invitations, 0 updates, 4 cancellations" in res.output
     session.expire_all()
     case = session.get_one(SipCase, world["case"].id)
     assert case.status == CaseStatus.CLOSED and case.consent_withdrawn_on == TODAY
     assert case.closure_reason == ClosureReason.CONSENT_WITHDRAWN
-    assert len(notices(session, "meeting.cancel")) == 3
+    assert len(notices(session, "meeting.cancel")) == 4
     session.commit()
     res = run(cli, db_url, "case", "close", "SIP-2026-7", "--on", "2026-03-02", "--reason", "need_met")
     assert res.exit_code == 1 and "already closed" in res.output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from email.message import EmailMessage
@@ -24,6 +24,7 @@ from sipflows.replies import (
     Outcome,
     PartialIngestError,
     ReplyIngestError,
+    UntrustedReply,
     apply_answer,
     imap_utf7,
     ingest_configured,
@@ -36,171 +37,11 @@ from sipflows.settings import Settings, get_settings
 from sipflows.timeutil import from_local
 from tests.factories import SECRETS, RegisterBuilder
 from tests.imap_server import ImapTestServer, running_imap_server
+from tests.itip_messages import T1, broken_reply, google_reply, outlook_ics, outlook_reply, plain_mail
 
 NOW = datetime(2026, 2, 5, 8, 0, tzinfo=UTC)
-T1 = datetime(2026, 2, 3, 10, 15, tzinfo=UTC)
 T2 = datetime(2026, 2, 4, 9, 30, tzinfo=UTC)
-
-
-# --- replies as Outlook (Exchange) and Google Calendar send them -----------------------------------------
-
-
-def _ics(lines: list[str]) -> str:
-    return "\r\n".join(lines) + "\r\n"
-
-
-def outlook_ics(uid: str, attendee: str, partstat: str, stamp: datetime, sequence: int = 0) -> str:
-    return _ics(
-        [
-            "BEGIN:VCALENDAR",
-            "METHOD:REPLY",
-            "PRODID:Microsoft Exchange Server 2010",
-            "VERSION:2.0",
-            "BEGIN:VTIMEZONE",
-            "TZID:W. Europe Standard Time",
-            "BEGIN:STANDARD",
-            "DTSTART:16010101T030000",
-            "TZOFFSETFROM:+0200",
-            "TZOFFSETTO:+0100",
-            "RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=10",
-            "END:STANDARD",
-            "BEGIN:DAYLIGHT",
-            "DTSTART:16010101T020000",
-            "TZOFFSETFROM:+0100",
-            "TZOFFSETTO:+0200",
-            "RRULE:FREQ=YEARLY;INTERVAL=1;BYDAY=-1SU;BYMONTH=3",
-            "END:DAYLIGHT",
-            "END:VTIMEZONE",
-            "BEGIN:VEVENT",
-            f"ATTENDEE;PARTSTAT={partstat};CN=Svar Svarsson:mailto:{attendee}",
-            "COMMENT;LANGUAGE=sv-SE:\\n",
-            "SUMMARY;LANGUAGE=sv-SE:Accepterat: SIP-möte",
-            "DTSTART;TZID=W. Europe Standard Time:20260210T090000",
-            "DTEND;TZID=W. Europe Standard Time:20260210T103000",
-            f"UID:{uid}",
-            "CLASS:PUBLIC",
-            "PRIORITY:5",
-            f"DTSTAMP:{stamp.strftime('%Y%m%dT%H%M%SZ')}",
-            "TRANSP:OPAQUE",
-            "STATUS:CONFIRMED",
-            f"SEQUENCE:{sequence}",
-            "LOCATION;LANGUAGE=sv-SE:Köpings vårdcentral\\, rum 3",
-            "X-MICROSOFT-CDO-APPT-SEQUENCE:0",
-            "X-MICROSOFT-CDO-OWNERAPPTID:2121862040",
-            "X-MICROSOFT-CDO-BUSYSTATUS:BUSY",
-            "X-MICROSOFT-CDO-INTENDEDSTATUS:BUSY",
-            "X-MICROSOFT-CDO-ALLDAYEVENT:FALSE",
-            "X-MICROSOFT-CDO-IMPORTANCE:1",
-            "X-MICROSOFT-CDO-INSTTYPE:0",
-            "X-MICROSOFT-DONOTFORWARDMEETING:FALSE",
-            "X-MICROSOFT-DISALLOW-COUNTER:FALSE",
-            "END:VEVENT",
-            "END:VCALENDAR",
-        ]
-    )
-
-
-def outlook_reply(
-    uid: str, attendee: str, partstat: str = "ACCEPTED", stamp: datetime = T1, sequence: int = 0
-) -> bytes:
-    """multipart/alternative: text/plain and text/calendar; method=REPLY, both base64, as Exchange sends."""
-    msg = EmailMessage()
-    msg["From"] = f"Svar Svarsson <{attendee}>"
-    msg["To"] = "SIP-påminnelser <sip-noreply@example.se>"
-    msg["Subject"] = "Accepterat: SIP-möte"
-    msg["Date"] = format_datetime(stamp + timedelta(seconds=5))
-    msg["Message-ID"] = f"<{partstat.lower()}.{stamp.timestamp():.0f}@exchange.example.se>"
-    msg["Thread-Topic"] = "SIP-möte"
-    msg.set_content("Svar på mötesinbjudan\n", cte="base64")
-    msg.add_alternative(
-        outlook_ics(uid, attendee, partstat, stamp, sequence).encode(),
-        maintype="text",
-        subtype="calendar",
-        cte="base64",
-        params={"charset": "utf-8", "method": "REPLY"},
-    )
-    return msg.as_bytes()
-
-
-def google_ics(uid: str, attendee: str, partstat: str, stamp: datetime, sequence: int = 0) -> str:
-    z = stamp.strftime("%Y%m%dT%H%M%SZ")
-    return _ics(
-        [
-            "BEGIN:VCALENDAR",
-            "PRODID:-//Google Inc//Google Calendar 70.9054//EN",
-            "VERSION:2.0",
-            "CALSCALE:GREGORIAN",
-            "METHOD:REPLY",
-            "BEGIN:VEVENT",
-            "DTSTART:20260210T080000Z",
-            "DTEND:20260210T093000Z",
-            f"DTSTAMP:{z}",
-            "ORGANIZER;CN=SIP-påminnelser:mailto:sip-noreply@example.se",
-            f"UID:{uid}",
-            f"ATTENDEE;CUTYPE=INDIVIDUAL;ROLE=REQ-PARTICIPANT;PARTSTAT={partstat};CN=Svar S",
-            f" varsson;X-NUM-GUESTS=0:mailto:{attendee}",
-            "CREATED:20260202T090000Z",
-            "LAST-MODIFIED:" + z,
-            "LOCATION:Köpings vårdcentral\\, rum 3",
-            f"SEQUENCE:{sequence}",
-            "STATUS:CONFIRMED",
-            "SUMMARY:SIP-möte",
-            "TRANSP:OPAQUE",
-            "END:VEVENT",
-            "END:VCALENDAR",
-        ]
-    )
-
-
-def google_reply(
-    uid: str,
-    attendee: str,
-    partstat: str = "DECLINED",
-    stamp: datetime = T1,
-    sequence: int = 0,
-    edit: Callable[[str], str] = lambda ics: ics,
-) -> bytes:
-    """multipart/mixed: (text/plain, text/html, text/calendar; method=REPLY) and an invite.ics attachment."""
-    ics = edit(google_ics(uid, attendee, partstat, stamp, sequence))
-    msg = EmailMessage()
-    msg["From"] = f"Svar Svarsson <{attendee}>"
-    msg["To"] = "sip-noreply@example.se"
-    msg["Subject"] = f"Svar: SIP-möte ({partstat.lower()})"
-    msg["Date"] = format_datetime(stamp)
-    msg.set_content("Svar Svarsson har svarat på inbjudan.\n")
-    msg.add_alternative("<p>Svar Svarsson har svarat på inbjudan.</p>\n", subtype="html")
-    msg.add_alternative(ics, subtype="calendar", params={"method": "REPLY"})
-    msg.make_mixed()
-    msg.add_attachment(
-        ics.encode(),
-        maintype="application",
-        subtype="ics",
-        filename="invite.ics",
-        params={"name": "invite.ics"},
-    )
-    return msg.as_bytes()
-
-
-def plain_mail(sender: str, text: str = "Jag kommer tyvärr inte, hälsningar") -> bytes:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = "sip-noreply@example.se"
-    msg["Subject"] = "Frånvaro: SIP-möte"
-    msg["Date"] = format_datetime(T1)
-    msg.set_content(text)
-    return msg.as_bytes()
-
-
-def broken_reply() -> bytes:
-    msg = EmailMessage()
-    msg["From"] = "someone@example.se"
-    msg["Subject"] = "Accepted"
-    msg["Date"] = format_datetime(T1)
-    msg.set_content("accepted\n")
-    msg.add_alternative("BEGIN:VCALENDAR\r\nMETHOD:REPLY\r\nthis is not\r\n", subtype="calendar")
-    part = msg.get_payload()[1]  # type: ignore[index]
-    part.set_param("method", "REPLY")
-    return msg.as_bytes()
+REJECTED = "sipflows-rejected"
 
 
 @pytest.fixture
@@ -344,30 +185,32 @@ def test_without_dtstamp_the_date_header_dates_the_answer():
     assert parse_itip_reply(raw)[0].answered_at == T2  # Google's Date header is T2 too
     no_date = raw.replace(f"Date: {format_datetime(T2)}\n".encode(), b"")
     assert b"Date:" not in no_date
-    with pytest.raises(MalformedReply, match="DTSTAMP"):
-        parse_itip_reply(no_date)
+    # neither: the answer claims no time, and the receipt time will date it
+    assert parse_itip_reply(no_date)[0].answered_at is None
+
+
+def _calendar_mail(ics: str, method: str | None = "REPLY", sender: str = "a@b.se") -> bytes:
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["Date"] = format_datetime(T1)
+    msg.set_content(ics, subtype="calendar", params={"method": method} if method else {})
+    return msg.as_bytes()
 
 
 def test_messages_that_are_not_replies_give_no_answers():
     assert parse_itip_reply(plain_mail("a@b.se")) == []
     request_ics = outlook_ics("m@x", "a@b.se", "ACCEPTED", T1).replace("METHOD:REPLY", "METHOD:REQUEST")
-    msg = EmailMessage()
-    msg.set_content(request_ics, subtype="calendar", params={"method": "REQUEST"})
-    assert parse_itip_reply(msg.as_bytes()) == []
+    assert parse_itip_reply(_calendar_mail(request_ics, "REQUEST")) == []
     # a part declared as another method is not read at all, so its flaws are not ours to report
-    msg.set_content("BEGIN:VCALENDAR\r\ngarbage\r\n", subtype="calendar", params={"method": "CANCEL"})
-    assert parse_itip_reply(msg.as_bytes()) == []
+    assert parse_itip_reply(_calendar_mail("BEGIN:VCALENDAR\r\ngarbage\r\n", "CANCEL")) == []
 
 
 def test_the_method_may_be_said_by_the_part_or_by_the_calendar():
     ics = outlook_ics("m@x", "a@b.se", "ACCEPTED", T1)
-    only_param, only_calendar = EmailMessage(), EmailMessage()
-    only_param.set_content(
-        ics.replace("METHOD:REPLY\r\n", ""), subtype="calendar", params={"method": "REPLY"}
-    )
-    only_calendar.set_content(ics, subtype="calendar")
-    for msg in (only_param, only_calendar):
-        assert [a.answer for a in parse_itip_reply(msg.as_bytes())] == [Answer.ACCEPTED]
+    only_param = _calendar_mail(ics.replace("METHOD:REPLY\r\n", ""), "REPLY")
+    only_calendar = _calendar_mail(ics, None)
+    for raw in (only_param, only_calendar):
+        assert [a.answer for a in parse_itip_reply(raw)] == [Answer.ACCEPTED]
 
 
 @pytest.mark.parametrize(
@@ -376,20 +219,23 @@ def test_the_method_may_be_said_by_the_part_or_by_the_calendar():
         (lambda s: s.replace("UID:m@x\r\n", ""), "no UID"),
         (lambda s: s.replace(f"DTSTAMP:{T1:%Y%m%dT%H%M%SZ}", "DTSTAMP:2026-02-0x"), "DTSTAMP cannot be read"),
         (lambda s: s.replace("SEQUENCE:0", "SEQUENCE:two"), "SEQUENCE cannot be read"),
-        (lambda s: s.replace("PARTSTAT=ACCEPTED", "PARTSTAT=DELEGATED"), "no attendee who accepted"),
-        (lambda s: s.replace("mailto:a@b.se", "mailto:nobody"), "not an email address"),
+        (lambda s: s.replace("PARTSTAT=ACCEPTED", "PARTSTAT=DELEGATED"), "answer is DELEGATED"),
+        (lambda s: s.replace("PARTSTAT=ACCEPTED", "PARTSTAT=Ebba"), "answer is unknown"),
         (lambda s: s.replace("BEGIN:VEVENT", "BEGIN:VTODO").replace("END:VEVENT", "END:VTODO"), "no VEVENT"),
         (lambda s: s.replace("END:VCALENDAR\r\n", ""), "not valid iCalendar"),
     ],
 )
 def test_malformed_replies_raise_a_reason_that_quotes_nothing(change, reason):
-    ics = change(outlook_ics("m@x", "a@b.se", "ACCEPTED", T1))
-    msg = EmailMessage()
-    msg["Date"] = format_datetime(T1)
-    msg.set_content(ics, subtype="calendar", params={"method": "REPLY"})
     with pytest.raises(MalformedReply, match=reason) as exc:
-        parse_itip_reply(msg.as_bytes())
-    assert "a@b.se" not in str(exc.value) and "nobody" not in str(exc.value)
+        parse_itip_reply(_calendar_mail(change(outlook_ics("m@x", "a@b.se", "ACCEPTED", T1))))
+    assert "a@b.se" not in str(exc.value) and "Ebba" not in str(exc.value)
+
+
+def test_a_reply_for_someone_else_is_untrusted_and_quotes_nothing():
+    ics = outlook_ics("m@x", "nobody@elsewhere.se", "ACCEPTED", T1)
+    with pytest.raises(UntrustedReply, match="ATTENDEE is not its sender") as exc:
+        parse_itip_reply(_calendar_mail(ics, sender="a@b.se"))
+    assert "nobody" not in str(exc.value) and "a@b.se" not in str(exc.value)
 
 
 def test_an_unreadable_calendar_part_is_malformed():
@@ -400,7 +246,7 @@ def test_an_unreadable_calendar_part_is_malformed():
 # --- IMAP -------------------------------------------------------------------------------------------------
 
 
-def test_imap_replies_update_the_right_invitations_and_bad_ones_are_skipped(
+def test_imap_replies_update_the_right_invitations_and_bad_ones_are_set_aside(
     scene: Scene, engine: Engine, imap_server: ImapTestServer, caplog: pytest.LogCaptureFixture
 ):
     caplog.set_level(logging.DEBUG, logger="sipflows")
@@ -418,14 +264,27 @@ def test_imap_replies_update_the_right_invitations_and_bad_ones_are_skipped(
 
     assert (summary.messages, summary.matched, summary.applied, summary.unknown) == (7, 3, 3, 2)
     assert (summary.malformed, summary.not_replies, summary.stale, summary.closed) == (1, 1, 0, 0)
+    assert (summary.rejected, summary.errors, summary.untrusted) == (4, 0, 0)
     got = answers(engine, scene.meeting)
     assert got[scene.r.code] == (Answer.ACCEPTED, T1)
     assert got[scene.f.code] == (Answer.DECLINED, T1)
     assert got[scene.s.code] == (Answer.TENTATIVE, T2)
     assert got[scene.k.code] == (Answer.NONE, None)  # only unseen messages are read
-    flags = imap_server.flags()
-    assert all("\\Seen" in f for f in flags)
-    assert [("\\Flagged" in f) for f in flags] == [False, False, True, False, False, True, False, False]
+    # the handled ones stay, seen; the four set aside were moved into the rejected folder, flagged
+    assert imap_server.flags() == [{"\\Seen"}] * 4
+    assert REJECTED in imap_server.mailboxes()
+    rejected_flags = imap_server.flags(REJECTED)
+    assert len(rejected_flags) == 4
+    assert all("\\Flagged" in f and "\\Seen" not in f for f in rejected_flags)  # unread there, for a person
+    reasons = sorted(item.reason for item in summary.set_aside)
+    assert reasons == sorted(
+        [
+            "no meeting in the register has the reply's UID",
+            "text/calendar part 1 is not valid iCalendar (line 3)",
+            "the sender is not invited to the meeting",
+            "not a calendar reply (no text/calendar part of its own)",
+        ]
+    )
 
     # a rerun finds nothing new
     again = ingest_imap(engine, imap_settings(imap_server), NOW)
@@ -438,6 +297,20 @@ def test_imap_replies_update_the_right_invitations_and_bad_ones_are_skipped(
 
     for secret in (*SECRETS, imap_server.password, scene.r.email, scene.f.email, "stranger"):
         assert secret not in caplog.text
+
+
+def test_without_a_rejected_folder_imap_flags_what_it_sets_aside(
+    scene: Scene, engine: Engine, imap_server: ImapTestServer
+):
+    imap_server.append(plain_mail(scene.s.email))
+    imap_server.append(outlook_reply(scene.meeting.ical_uid, scene.r.email, "ACCEPTED", T1))
+    summary = ingest_imap(engine, imap_settings(imap_server, imap_rejected_folder=""), NOW)
+    assert (summary.messages, summary.rejected, summary.applied) == (2, 1, 1)
+    assert imap_server.flags() == [{"\\Seen", "\\Flagged"}, {"\\Seen"}]
+    assert REJECTED not in imap_server.mailboxes()
+    assert ingest_imap(engine, imap_settings(imap_server, imap_rejected_folder=""), NOW).messages == 0
+    with pytest.raises(ReplyIngestError, match="SIPFLOWS_IMAP_REJECTED_FOLDER"):
+        ingest_imap(engine, imap_settings(imap_server, imap_rejected_folder="inbox"), NOW)
 
 
 def test_a_stale_reply_read_late_from_imap_keeps_the_newer_answer(
@@ -465,18 +338,46 @@ def test_a_run_killed_before_flagging_is_rerun_harmlessly(
     assert answers(engine, scene.meeting)[scene.r.code] == (Answer.ACCEPTED, T1)
 
 
-def test_a_sender_clock_in_the_future_is_capped_at_now(
+def test_a_sender_clock_in_the_future_gives_way_to_the_receipt_time(
     scene: Scene, engine: Engine, imap_server: ImapTestServer
 ):
-    future = NOW + timedelta(days=300)
-    imap_server.append(outlook_reply(scene.meeting.ical_uid, scene.r.email, "ACCEPTED", future))
+    uid, received = scene.meeting.ical_uid, NOW - timedelta(hours=1)
+    imap_server.append(
+        outlook_reply(uid, scene.r.email, "ACCEPTED", NOW + timedelta(days=300)), received=received
+    )
     ingest_imap(engine, imap_settings(imap_server), NOW)
-    assert answers(engine, scene.meeting)[scene.r.code] == (Answer.ACCEPTED, NOW)
+    assert answers(engine, scene.meeting)[scene.r.code] == (Answer.ACCEPTED, received)  # INTERNALDATE
+    # a few minutes ahead is clock skew, believed but never later than the receipt
+    imap_server.append(
+        outlook_reply(uid, scene.f.email, "ACCEPTED", NOW + timedelta(minutes=5)), received=NOW
+    )
+    # a receipt time the server dates after the run is capped at the run's time
+    imap_server.append(outlook_reply(uid, scene.s.email, "DECLINED", T2), received=NOW + timedelta(days=2))
+    ingest_imap(engine, imap_settings(imap_server), NOW)
+    assert answers(engine, scene.meeting)[scene.f.code] == (Answer.ACCEPTED, NOW)
+    assert answers(engine, scene.meeting)[scene.s.code] == (Answer.DECLINED, T2)
     # so that a real later answer still counts
     later = NOW + timedelta(hours=2)
-    imap_server.append(outlook_reply(scene.meeting.ical_uid, scene.r.email, "DECLINED", later))
+    imap_server.append(outlook_reply(uid, scene.r.email, "DECLINED", later), received=later)
     ingest_imap(engine, imap_settings(imap_server), NOW + timedelta(hours=3))
-    assert answers(engine, scene.meeting)[scene.r.code][0] is Answer.DECLINED
+    assert answers(engine, scene.meeting)[scene.r.code] == (Answer.DECLINED, later)
+
+
+def test_a_dtstamp_before_the_invitation_was_sent_gives_way_to_the_receipt_time(
+    scene: Scene, engine: Engine, tmp_path: Path
+):
+    import os
+
+    sent = answers(engine, scene.meeting)  # the scene's invitations went out on 2 February
+    assert sent[scene.r.code] == (Answer.NONE, None)
+    received = datetime(2026, 2, 4, 12, 0, tzinfo=UTC)
+    path = tmp_path / "early.eml"
+    path.write_bytes(
+        outlook_reply(scene.meeting.ical_uid, scene.r.email, "DECLINED", datetime(2026, 1, 2, tzinfo=UTC))
+    )
+    os.utime(path, (received.timestamp(), received.timestamp()))  # the folder source's receipt time
+    assert ingest_folder(engine, tmp_path, NOW).applied == 1
+    assert answers(engine, scene.meeting)[scene.r.code] == (Answer.DECLINED, received)
 
 
 def test_imap_login_refused_names_the_user_never_the_password(
@@ -535,17 +436,22 @@ def test_folder_ingestion_moves_files_so_reruns_find_nothing(scene: Scene, engin
         1,
         1,
     )
+    assert summary.rejected == 3
     got = answers(engine, scene.meeting)
     assert got[scene.r.code] == (Answer.ACCEPTED, T1) and got[scene.f.code] == (Answer.DECLINED, T2)
     assert sorted(p.name for p in inbox.iterdir()) == ["notes.txt", "processed", "rejected"]
-    assert sorted(p.name for p in (inbox / "processed").iterdir()) == [
-        "01-accept.eml",
-        "03-decline.EML",
-        "04-unknown.eml",
-    ]
+    assert sorted(p.name for p in (inbox / "processed").iterdir()) == ["01-accept.eml", "03-decline.EML"]
     rejected = sorted(p.name for p in (inbox / "rejected").iterdir())
-    assert rejected == ["02-broken.eml", "02-broken.eml.reason.txt", "05-note.eml", "05-note.eml.reason.txt"]
-    assert "not valid iCalendar" in (inbox / "rejected" / "02-broken.eml.reason.txt").read_text()
+    assert rejected == [
+        "02-broken.eml",
+        "02-broken.eml.reason",
+        "04-unknown.eml",
+        "04-unknown.eml.reason",
+        "05-note.eml",
+        "05-note.eml.reason",
+    ]
+    assert "not valid iCalendar" in (inbox / "rejected" / "02-broken.eml.reason").read_text()
+    assert "no meeting in the register" in (inbox / "rejected" / "04-unknown.eml.reason").read_text()
 
     assert ingest_folder(engine, inbox, NOW).messages == 0
     # the same file name dropped again does not overwrite the processed one
@@ -654,3 +560,51 @@ def test_a_failing_source_does_not_stop_the_others(
     again = ingest_configured(engine, imap_settings(imap_server, replies_dir=tmp_path), NOW)
     assert again["imap"].applied == 1 and again["folder"].messages == 0
     assert ingest_configured(engine, Settings(imap_host=None, replies_dir=None), NOW) == {}
+
+
+def test_cli_phone_answer_for_a_cancelled_meeting_is_not_recorded(
+    scene: Scene, session: Session, engine: Engine, cli_env: pytest.MonkeyPatch
+):
+    from sipflows.models import MeetingStatus
+
+    scene.meeting.status = MeetingStatus.CANCELLED
+    session.commit()
+    res = CliRunner().invoke(app, ["replies", "answer", scene.meeting.code, scene.r.code, "accepted"])
+    assert res.exit_code == 0 and "not recorded, the meeting is cancelled" in res.output
+    assert answers(engine, scene.meeting)[scene.r.code] == (Answer.NONE, None)
+
+
+def test_without_move_a_message_is_copied_out_and_expunged(
+    scene: Scene, engine: Engine, imap_server: ImapTestServer
+):
+    """Servers without MOVE (RFC 6851): COPY, flag \\Deleted, UID EXPUNGE (UIDPLUS) — just that message."""
+    from sipflows.replies.mailbox import _Rejects
+
+    imap_server.append(plain_mail(scene.s.email))
+    imap_server.append(plain_mail(scene.r.email), flags="\\Deleted")  # a person's deletion: left alone
+    with imap_server.client() as conn:
+        conn.select("INBOX")
+        typ, data = conn.uid("SEARCH", "ALL")
+        first, second = data[0].split()
+        rejects = _Rejects(conn, "Avvisade svar", {"UIDPLUS"}, "test")
+        rejects.put_aside(first.decode())
+    assert len(imap_server.flags()) == 1 and "\\Deleted" in imap_server.flags()[0]
+    (moved,) = imap_server.flags("Avvisade svar")
+    assert "\\Flagged" in moved and "\\Deleted" not in moved
+
+
+def test_an_unreachable_register_stops_the_source_and_leaves_the_message(scene: Scene, tmp_path: Path):
+    """Not the message's fault: it is neither set aside nor marked handled, and the run fails loudly."""
+    from sqlalchemy import create_engine
+
+    folder = tmp_path / "svar"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(outlook_reply(scene.meeting.ical_uid, scene.r.email, "ACCEPTED", T1))
+    gone = create_engine(f"sqlite:///{tmp_path / 'no-such-folder' / 'register.sqlite'}")
+    with pytest.raises(ReplyIngestError, match="the register cannot be reached"):
+        ingest_folder(gone, folder, NOW)
+    with pytest.raises(PartialIngestError, match="the register cannot be reached") as exc:
+        ingest_configured(gone, Settings(_env_file=None, replies_dir=folder), NOW)  # type: ignore[call-arg]
+    assert exc.value.summaries["folder"].applied == 0  # what the source did before it stopped is reported
+    gone.dispose()
+    assert [p.name for p in folder.iterdir()] == ["a.eml"]

@@ -78,6 +78,8 @@ def answer(
         typer.echo(f"{meeting_code}: {contact_code} {given.value} (given {when})")
     elif outcome is Outcome.STALE:
         typer.echo(f"{meeting_code}: {contact_code} has a later answer on record; kept it (yours: {when})")
+    elif outcome is Outcome.CANCELLED:
+        typer.echo(f"{meeting_code}: not recorded, the meeting is cancelled")
     else:
         typer.echo(f"{meeting_code}: not recorded, the plan is closed")
 
@@ -120,6 +122,8 @@ def ingest(
 def _echo(summaries: dict[str, ReplySummary]) -> None:
     for source, summary in summaries.items():
         typer.echo(f"{source}: {summary.describe()}")
+        for item in summary.set_aside:
+            typer.echo(f"  set aside: {item.where}: {item.reason}")
 
 
 def register(app: typer.Typer) -> None:

@@ -26,6 +26,7 @@ class CalendarAttendee:
     email: str
     name: str
     required: bool = True
+    chair: bool = False  # the convener: ROLE=CHAIR
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class MeetingEvent:
     ends_at: datetime
     summary: str
     description: str
-    organizer_email: str
+    organizer_email: str  # the mailbox answers go to (sipflows reads it), not the convener's own
     organizer_name: str
     attendees: Sequence[CalendarAttendee] = ()
     place: str | None = None
@@ -69,7 +70,8 @@ def stockholm_vtimezone() -> Timezone:
 
 def _address(email: str, name: str, **params: str) -> vCalAddress:
     addr = vCalAddress(f"mailto:{email}")
-    addr.params["CN"] = name
+    # one line, no double quote: what every client reads without RFC 6868's ^' and ^n escapes
+    addr.params["CN"] = " ".join(name.replace('"', "'").split())
     for key, value in params.items():
         addr.params[key.replace("_", "-").upper()] = value
     return addr
@@ -113,7 +115,7 @@ def _calendar(event: MeetingEvent, method: str, status: str, sequence: int, now:
                 a.email,
                 a.name,
                 CUTYPE="INDIVIDUAL",
-                ROLE="REQ-PARTICIPANT" if a.required else "OPT-PARTICIPANT",
+                ROLE="CHAIR" if a.chair else "REQ-PARTICIPANT" if a.required else "OPT-PARTICIPANT",
                 PARTSTAT="NEEDS-ACTION",
                 RSVP="TRUE",
             ),
@@ -151,6 +153,7 @@ def meeting_info_from_ics(ics: str) -> MeetingInfo:
             email=_strip_mailto(str(a)),
             name=str(a.params.get("CN", "")),
             required=str(a.params.get("ROLE", "REQ-PARTICIPANT")).upper() != "OPT-PARTICIPANT",
+            chair=str(a.params.get("ROLE", "")).upper() == "CHAIR",
         )
         for a in raw_attendees
     )

@@ -202,12 +202,16 @@ class _BatchContext:
     meetings: dict[int, Row]
     attendees: dict[int, list[Attendee]]
     previous_external: dict[tuple[int, int], str]
+    organizer: tuple[str, str] = ("", "")  # (address, name) of the mailbox that receives the answers
 
 
-def _load_context(conn: Connection, rows: Sequence[Row]) -> _BatchContext:
+def _load_context(
+    conn: Connection, rows: Sequence[Row], organizer: tuple[str, str] = ("", "")
+) -> _BatchContext:
     """Everything the batch's messages need, in a handful of set-based queries (never one per notice).
 
-    Only the columns a message needs are read: no personal data of the plan is ever loaded here.
+    Only the columns a message needs are read: no personal data of the plan is ever loaded here. A
+    meeting's attendees are its invitees and, first and as chair, the plan's convener.
     """
     contact_ids = {r["contact_id"] for r in rows if r["contact_id"] is not None}
     meeting_ids = {r["meeting_id"] for r in rows if r["meeting_id"] is not None and r["ics"]}
@@ -229,8 +233,8 @@ def _load_context(conn: Connection, rows: Sequence[Row]) -> _BatchContext:
                 Meeting.ends_at,
                 Meeting.place,
                 Meeting.digital_link,
-                Contact.email.label("organizer_email"),
-                Contact.name.label("organizer_name"),
+                Contact.email.label("convener_email"),
+                Contact.name.label("convener_name"),
             )
             .join(SipCase, SipCase.id == Meeting.case_id)
             .join(Contact, Contact.id == SipCase.convener_contact_id)
@@ -243,8 +247,12 @@ def _load_context(conn: Connection, rows: Sequence[Row]) -> _BatchContext:
             .where(Invitation.meeting_id.in_(meeting_ids))
             .order_by(Invitation.meeting_id, Invitation.id)
         )
+        for m in meetings.values():
+            attendees[m["id"]] = [Attendee(m["convener_email"], m["convener_name"], True, chair=True)]
         for meeting_id, required, email, name in conn.execute(q2).tuples():
-            attendees.setdefault(meeting_id, []).append(Attendee(email=email, name=name, required=required))
+            listed = attendees.setdefault(meeting_id, [])
+            if not any(a.chair and a.email.casefold() == email.casefold() for a in listed):
+                listed.append(Attendee(email=email, name=name, required=required))
         # the calendar item an earlier send created for the same meeting and person (Exchange updates it)
         q3 = (
             select(notices.c.meeting_id, notices.c.contact_id, notices.c.external_id)
@@ -258,7 +266,7 @@ def _load_context(conn: Connection, rows: Sequence[Row]) -> _BatchContext:
         for meeting_id, contact_id, external_id in conn.execute(q3).tuples():
             if contact_id is not None:
                 previous[(meeting_id, contact_id)] = external_id
-    return _BatchContext(names, meetings, attendees, previous)
+    return _BatchContext(names, meetings, attendees, previous, organizer)
 
 
 def _meeting_info(row: Row, ctx: _BatchContext) -> MeetingInfo | None:
@@ -274,8 +282,8 @@ def _meeting_info(row: Row, ctx: _BatchContext) -> MeetingInfo | None:
         starts_at=m["starts_at"],
         ends_at=m["ends_at"],
         location=m["place"] or m["digital_link"],
-        organizer_email=m["organizer_email"],
-        organizer_name=m["organizer_name"],
+        organizer_email=ctx.organizer[0] or m["convener_email"],
+        organizer_name=ctx.organizer[1] or m["convener_name"],
         attendees=tuple(ctx.attendees.get(m["id"], ())),
     )
 
@@ -285,6 +293,8 @@ def build_message(row: Row, ctx: _BatchContext, now: datetime) -> MailMessage:
     external_id = row["external_id"]
     if external_id is None and row["meeting_id"] is not None and row["contact_id"] is not None:
         external_id = ctx.previous_external.get((row["meeting_id"], row["contact_id"]))
+    # an invitation's human replies go to the convener; calendar answers go to the ORGANIZER mailbox
+    meeting = ctx.meetings.get(row["meeting_id"]) if row["ics"] and row["meeting_id"] is not None else None
     return MailMessage(
         notice_id=row["id"],
         key=row["key"],
@@ -298,6 +308,8 @@ def build_message(row: Row, ctx: _BatchContext, now: datetime) -> MailMessage:
         ics_method=(row["ics_method"] or "REQUEST").upper() if row["ics"] else row["ics_method"],
         meeting=_meeting_info(row, ctx),
         external_id=external_id,
+        reply_to=meeting["convener_email"] if meeting is not None else None,
+        reply_to_name=meeting["convener_name"] if meeting is not None else None,
         date=now,
         attachments=attachments_from_json(row["attachments"]),
     )
@@ -452,7 +464,7 @@ def _dispatch_batch(
     record = _Recorder(engine, worker_id, now, settings)
     try:
         with engine.connect() as conn:
-            ctx = _load_context(conn, rows)
+            ctx = _load_context(conn, rows, (settings.organizer(), settings.sender_name))
         messages: list[tuple[Row, OutgoingMessage]] = []
         for row in rows:
             try:

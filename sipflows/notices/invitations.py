@@ -7,6 +7,13 @@ the current version and enqueues exactly that. Running it twice, or after a cras
 An invitation imported as already sent (``Invitation.sent_sequence``, from an export of another system)
 counts as that version sent: no REQUEST asks for an answer again, a later change sends an update, a
 cancellation a CANCEL.
+
+Who is who in the calendar object: the ORGANIZER is the mailbox sipflows reads the answers from
+(``Settings.organizer()``), named after the convener ("Linnéa Åberg via SIP-kallelser"), so that Accept
+and Decline from Outlook, Thunderbird or Google reach sipflows. The plan's convener is an ATTENDEE with
+ROLE=CHAIR and is sent the invitation like everyone else, so the meeting is in the convener's calendar
+too — but gets no ``Invitation`` row: the convener calls the meeting and is not chased for an answer.
+Human replies to the mail go to the convener (Reply-To, set at dispatch).
 """
 
 from __future__ import annotations
@@ -115,7 +122,51 @@ def _pending_requests(session: Session, now: datetime) -> list[tuple[int, int, b
         )
         .order_by(Meeting.id, Invitation.contact_id)
     )
-    return [(m, c, bool(before), bool(member)) for m, c, before, member in session.execute(stmt)]
+    invitees = [(m, c, bool(before), bool(member)) for m, c, before, member in session.execute(stmt)]
+    return sorted(invitees + _pending_convener_requests(session, now))
+
+
+def _pending_convener_requests(session: Session, now: datetime) -> list[tuple[int, int, bool, bool]]:
+    """The same for the conveners of those meetings who are not among the invitees: they are sent the
+    invitation (as chair) without an Invitation row that would ask them for an answer."""
+    current = aliased(Notice)
+    earlier = aliased(Notice)
+    convener = SipCase.convener_contact_id
+    has_current = exists().where(
+        current.meeting_id == Meeting.id,
+        current.contact_id == convener,
+        current.kind.in_(REQUEST_KINDS),
+        current.ics_sequence >= Meeting.sequence,
+    )
+    has_earlier = or_(
+        exists().where(
+            earlier.meeting_id == Meeting.id,
+            earlier.contact_id == convener,
+            earlier.kind.in_(REQUEST_KINDS),
+            earlier.ics_sequence < Meeting.sequence,
+        ),
+        # an earlier version another system sent (imported): the convener had it as its organizer
+        exists().where(Invitation.meeting_id == Meeting.id, Invitation.sent_sequence < Meeting.sequence),
+    )
+    invited = exists().where(Invitation.meeting_id == Meeting.id, Invitation.contact_id == convener)
+    stmt = (
+        select(Meeting.id, convener, has_earlier.label("sent_before"))
+        .join(SipCase, SipCase.id == Meeting.case_id)
+        .where(
+            Meeting.status == MeetingStatus.SCHEDULED,
+            Meeting.starts_at > now,
+            SipCase.status != CaseStatus.CLOSED,
+            SipCase.consent_withdrawn_on.is_(None),
+            exists().where(Invitation.meeting_id == Meeting.id),  # a meeting nobody is invited to waits
+            # a version another system already sent (imported): its convener has it in their calendar
+            ~exists().where(
+                Invitation.meeting_id == Meeting.id, Invitation.sent_sequence >= Meeting.sequence
+            ),
+            ~invited,
+            ~has_current,
+        )
+    )
+    return [(m, c, bool(before), True) for m, c, before in session.execute(stmt)]
 
 
 def _pending_cancels(session: Session, now: datetime) -> list[tuple[int, int]]:
@@ -230,14 +281,20 @@ class _Meetings:
         return contact_view(contact.name, contact.email, org.name if org is not None else None)
 
     def attendees(self, meeting_id: int, also: Set[int] = frozenset()) -> list[CalendarAttendee]:
-        pairs = list(self.invitees.get(meeting_id, []))
+        """The convener first, as chair, then the invitees (and ``also``), each address once."""
+        convener_id = self.cases[self.meetings[meeting_id].case_id].convener_contact_id
+        pairs = [(convener_id, True)] + list(self.invitees.get(meeting_id, []))
         listed = {c for c, _ in pairs}
         pairs += [(c, True) for c in sorted(also - listed)]
-        out = []
+        out: list[CalendarAttendee] = []
+        seen: set[str] = set()
         for contact_id, required in pairs:
             contact = self.contacts.get(contact_id)
-            if contact is not None and (contact.email or "").strip():
-                out.append(CalendarAttendee(contact.email.strip(), contact.name, required))
+            email = (contact.email or "").strip() if contact is not None else ""
+            if contact is None or not email or email.casefold() in seen:
+                continue
+            seen.add(email.casefold())
+            out.append(CalendarAttendee(email, contact.name, required, chair=contact_id == convener_id))
         return out
 
 
@@ -251,38 +308,43 @@ class _Composer:
         self.settings = settings
         self.now = now
         self.renderer = get_renderer(settings.template_dir)
-        self._cache: dict[tuple[int, str, str, int], tuple[Rendered, str]] = {}
+        self._cache: dict[tuple[int, str, str, int, bool], tuple[Rendered, str]] = {}
+        self._ics: dict[tuple[int, str, str, int], str] = {}
         # a CANCEL also lists whoever was sent the meeting but is no longer among its invitees
         self._cancel_attendees = cancel_recipients
 
-    def compose(self, meeting_id: int, kind: str, lang: str, sequence: int) -> tuple[Rendered, str]:
-        cache_key = (meeting_id, kind, lang, sequence)
-        if cache_key not in self._cache:
+    def _context(self, meeting_id: int, kind: str, lang: str) -> dict[str, Any]:
+        m = self.data.meetings[meeting_id]
+        case = self.data.cases[m.case_id]
+        convener = self.data.staff(case.convener_contact_id)
+        if convener is None:
+            raise ValueError(f"meeting {m.code}: the plan's convener contact is missing")
+        return {
+            "case": {"reference": case.reference},
+            "meeting": meeting_view(
+                kind=m.kind,
+                starts_at=m.starts_at,
+                ends_at=m.ends_at,
+                place=m.place,
+                digital_link=m.digital_link,
+                purpose=m.purpose,
+                code=m.code,
+                lang=lang,
+            ),
+            "convener": convener,
+            "coordinator": self.data.staff(case.coordinator_contact_id),
+            "stage": kind.split(".", 1)[1],
+            "level": None,
+            "due": None,
+            "sender_name": self.settings.sender_name,
+            "for_convener": False,
+        }
+
+    def _calendar(self, meeting_id: int, kind: str, lang: str, sequence: int, context: dict[str, Any]) -> str:
+        """The calendar object: the same for the convener and the invitees, so made once."""
+        key = (meeting_id, kind, lang, sequence)
+        if key not in self._ics:
             m = self.data.meetings[meeting_id]
-            case = self.data.cases[m.case_id]
-            convener = self.data.staff(case.convener_contact_id)
-            if convener is None:
-                raise ValueError(f"meeting {m.code}: the plan's convener contact is missing")
-            context = {
-                "case": {"reference": case.reference},
-                "meeting": meeting_view(
-                    kind=m.kind,
-                    starts_at=m.starts_at,
-                    ends_at=m.ends_at,
-                    place=m.place,
-                    digital_link=m.digital_link,
-                    purpose=m.purpose,
-                    code=m.code,
-                    lang=lang,
-                ),
-                "convener": convener,
-                "coordinator": self.data.staff(case.coordinator_contact_id),
-                "stage": kind.split(".", 1)[1],
-                "level": None,
-                "due": None,
-                "sender_name": self.settings.sender_name,
-            }
-            rendered = self.renderer.render(kind, lang, context)
             event = MeetingEvent(
                 uid=m.ical_uid,
                 sequence=sequence,
@@ -290,8 +352,8 @@ class _Composer:
                 ends_at=m.ends_at,
                 summary=self.renderer.render_text(kind, lang, "ics-summary", context),
                 description=self.renderer.render_text(kind, lang, "ics-description", context),
-                organizer_email=convener["email"],
-                organizer_name=convener["name"],
+                organizer_email=self.settings.organizer(),
+                organizer_name=self.renderer.render_text(kind, lang, "ics-organizer", context),
                 attendees=self.data.attendees(
                     meeting_id,
                     self._cancel_attendees.get(meeting_id, set()) if kind == MEETING_CANCEL else set(),
@@ -299,12 +361,22 @@ class _Composer:
                 place=m.place,
                 digital_link=m.digital_link,
             )
-            ics = (
+            self._ics[key] = (
                 meeting_cancel(event, self.now)
                 if kind == MEETING_CANCEL
                 else meeting_request(event, self.now)
             )
-            self._cache[cache_key] = (rendered, ics)
+        return self._ics[key]
+
+    def compose(
+        self, meeting_id: int, kind: str, lang: str, sequence: int, for_convener: bool = False
+    ) -> tuple[Rendered, str]:
+        """Mail parts and calendar object; the convener's mail says they are the convener."""
+        cache_key = (meeting_id, kind, lang, sequence, for_convener)
+        if cache_key not in self._cache:
+            context = self._context(meeting_id, kind, lang)
+            rendered = self.renderer.render(kind, lang, {**context, "for_convener": for_convener})
+            self._cache[cache_key] = (rendered, self._calendar(meeting_id, kind, lang, sequence, context))
         return self._cache[cache_key]
 
     def draft(
@@ -314,7 +386,9 @@ class _Composer:
         if contact is None or not (contact.email or "").strip():
             log.warning("meeting notice %s not made: contact %s has no address", key, contact_id)
             return None
-        rendered, ics = self.compose(meeting_id, kind, language_of(contact.language), sequence)
+        convener_id = self.data.cases[self.data.meetings[meeting_id].case_id].convener_contact_id
+        lang = language_of(contact.language)
+        rendered, ics = self.compose(meeting_id, kind, lang, sequence, contact_id == convener_id)
         return NoticeDraft(
             key=key,
             kind=kind,

@@ -142,6 +142,15 @@ def sender_address(address: str, name: str | None = None) -> Address:
     return Address(display_name=_one_line(name or ""), username=local, domain=domain)
 
 
+def _usable(address: str | None) -> str | None:
+    if not address:
+        return None
+    try:
+        return check_address(address)
+    except ValueError:
+        return None
+
+
 def _one_line(text: str) -> str:
     # a header value must never carry a line break (header injection); collapse any whitespace run
     return " ".join(text.split())
@@ -252,6 +261,10 @@ def render_mime(
     root["Date"] = format_datetime(date.astimezone(UTC))
     root["From"] = _address_header(sender.display_name, sender.addr_spec)
     root["To"] = _address_header(message.to_name, to_address)
+    reply_to = _usable(message.reply_to)
+    if reply_to is not None and reply_to.casefold() != to_address.casefold():
+        # a person answering the mail reaches the convener, not the mailbox that collects calendar replies
+        root["Reply-To"] = _address_header(message.reply_to_name, reply_to)
     root["Subject"] = _subject(message.subject)
     # RFC 3834 and Exchange's equivalent: out-of-office replies to an automatic notice help nobody
     root["Auto-Submitted"] = "auto-generated"

@@ -16,6 +16,7 @@ class Attendee:
     email: str
     name: str
     required: bool = True
+    chair: bool = False  # the plan's convener, who calls the meeting (iCalendar ROLE=CHAIR)
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,9 @@ class MeetingInfo:
     starts_at: datetime
     ends_at: datetime
     location: str | None
-    organizer_email: str
+    organizer_email: str  # the mailbox that sends invitations and receives the answers
     organizer_name: str
-    attendees: tuple[Attendee, ...] = field(default_factory=tuple)
+    attendees: tuple[Attendee, ...] = field(default_factory=tuple)  # the convener among them, as chair
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class OutgoingMessage:
     ics_method: str | None = None
     meeting: MeetingInfo | None = None
     external_id: str | None = None  # a previous send's item id (Exchange), for updates
+    reply_to: str | None = None  # where a person's reply goes (the convener), when not to the sender
+    reply_to_name: str | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Exchange transport: real meeting requests and mail through Exchange Web Services (exchangelib).
 
 Invitations are booked as calendar items in the service mailbox's calendar, so Exchange sends the
-meeting requests and tracks the attendees' answers (read back by ``sipflows.replies_exchange``). Other
+meeting requests and tracks the attendees' answers (read back by ``sipflows.replies.exchange``). Other
 notices are sent as messages with the ledger's Message-ID.
 
 One calendar item per notice, i.e. per attendee and meeting. The ledger sends, retries and records each

@@ -92,7 +92,7 @@ def test_invalid_policy_fails_loudly_with_an_artifact(flow_env, tmp_path: Path, 
 def test_invitations_then_dispatch_write_the_outbox(flow_env, build, session):
     ctx = _register_with_late_documentation(build, session)
     queued = sync_meeting_invitations()
-    assert queued["invitations"] == 2
+    assert queued["invitations"] == 3  # the two invitees and the convener (as chair, with no invitation)
     assert sync_meeting_invitations()["invitations"] == 0
 
     daily_sweep(SweepParameters(date=date(2026, 11, 19)))
@@ -170,3 +170,32 @@ def test_weekly_report_flow_publishes_aggregates_and_mails_once(flow_env, build,
     assert "identified" in str(table.data)
     reports = list(Path(flow_env["SIPFLOWS_REPORTS_DIR"]).rglob("index.html"))
     assert reports
+
+
+def test_replies_flow_applies_answers_and_sets_hostile_ones_aside(
+    flow_env, build, session, tmp_path, monkeypatch
+):
+    from flows.replies import ingest_replies
+    from sipflows.settings import get_settings
+    from tests.itip_messages import forwarded, outlook_reply
+
+    ctx = _register_with_late_documentation(build, session)
+    uid, r, f = ctx["future"].ical_uid, ctx["r"], ctx["f"]
+    folder = tmp_path / "replies"
+    folder.mkdir()
+    genuine = outlook_reply(uid, r.email, "ACCEPTED", local(date(2026, 11, 20), "10:00"))
+    (folder / "1-forged.eml").write_bytes(outlook_reply(uid, r.email, "DECLINED", sender=f.email))
+    (folder / "2-forwarded.eml").write_bytes(forwarded(genuine, f.email))
+    (folder / "3-genuine.eml").write_bytes(genuine)
+    monkeypatch.setenv("SIPFLOWS_REPLIES_DIR", str(folder))
+    get_settings.cache_clear()
+    result = ingest_replies()
+    assert result == {"matched": 1, "applied": 1, "set_aside": 2}
+    session.expire_all()
+    answers = {inv.contact_id: inv.answer for inv in session.get(Meeting, ctx["future"].id).invitations}
+    assert answers == {r.id: Answer.ACCEPTED, f.id: Answer.NONE}
+    summary = str(latest_artifact("replies-summary").data)
+    assert "folder" in summary and "rejected" in summary
+    set_aside = str(latest_artifact("replies-set-aside").data)
+    assert "1-forged.eml" in set_aside and "not its sender" in set_aside
+    assert r.email not in set_aside and f.email not in set_aside and "@" not in set_aside

@@ -73,18 +73,19 @@ def test_flows_run_end_to_end_through_graph(flow_env, build, session, tmp_path, 
         build.invite(future, r["f"], required=False)
         session.commit()
 
-        assert sync_meeting_invitations()["invitations"] == 2
+        # the two invitees, and the convener's own copy (as chair, with no invitation to chase)
+        assert sync_meeting_invitations()["invitations"] == 3
         daily_sweep(SweepParameters(date=date(2026, 11, 19)))
         first = dispatch_notices()
 
         assert first["sent"] >= 3 and first["failed"] == 0 and first["dead"] == 0
         events = graph.events()
         assert sorted((e.attendee_addresses()[0], e.attendees[0]["type"]) for e in events) == sorted(
-            [(r["r"].email, "required"), (r["f"].email, "optional")]
+            [(r["k"].email, "required"), (r["r"].email, "required"), (r["f"].email, "optional")]
         )
         assert {e.prop(MEETING_PROPERTY) for e in events} == {future.ical_uid}
         mails = [s for s in graph.sent if s.kind == "message"]
-        assert len(mails) == first["sent"] - 2
+        assert len(mails) == first["sent"] - 3
         session.expire_all()
         by_message_id = {n.message_id: n for n in session.scalars(select(Notice))}
         for mail in mails:
@@ -111,7 +112,7 @@ def test_flows_run_end_to_end_through_graph(flow_env, build, session, tmp_path, 
         assert [t.split(";")[0] for _, t, _ in weekly.attachments()] == ["text/html", "text/csv"]
 
         assert dispatch_notices()["sent"] == 0  # nothing new: nothing sent twice
-        assert Counter(s.kind for s in graph.sent)["meeting_request"] == 2
+        assert Counter(s.kind for s in graph.sent)["meeting_request"] == 3
         assert set(session.scalars(select(Notice.status))) == {NoticeStatus.SENT}
         for request in graph.graph_requests():
             text = str(request.body)

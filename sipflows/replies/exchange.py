@@ -4,6 +4,12 @@ Exchange processes the attendees' answers itself and keeps them on the organiser
 those items is all it takes. The items are found through the ledger: every meeting notice the Exchange
 transport sent carries the item id (``Notice.external_id``), and the notice's meeting gives the UID
 the answer is recorded against. Answers are state, so polling twice changes nothing.
+
+What is read becomes :class:`~sipflows.replies.answers.CalendarResponse` tuples handed to
+:func:`~sipflows.replies.answers.apply_calendar_responses`, so Exchange answers follow the same rules as
+mailed ones (each attendee's response changes only that attendee's invitation; cancelled meetings and
+closed plans are not recorded; an implausible response time is replaced by the time of polling). A
+Microsoft Graph source would read its events' attendees the same way and hand over the same tuples.
 """
 
 from __future__ import annotations
@@ -17,10 +23,15 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from sipflows.models import Answer, Meeting, MeetingStatus, Notice, NoticeStatus
-from sipflows.replies import Outcome, ReplyIngestError, ReplySummary, apply_answer
+from sipflows.replies.answers import (
+    CalendarResponse,
+    ReplyIngestError,
+    ReplySummary,
+    apply_calendar_responses,
+)
 from sipflows.settings import Settings
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("sipflows.replies")
 
 SOURCE = "Exchange"
 # EWS ResponseType → answer; Unknown, NoResponseReceived and Organizer are no answer
@@ -28,10 +39,10 @@ RESPONSE_ANSWERS = {"Accept": Answer.ACCEPTED, "Tentative": Answer.TENTATIVE, "D
 _FETCH_CHUNK = 100
 
 
-def _booked_items(session: Session, since: datetime) -> list[tuple[str, str, datetime | None]]:
-    """(item id, meeting UID, meeting last changed) for scheduled meetings ending at or after ``since``."""
+def _booked_items(session: Session, since: datetime) -> list[tuple[str, str]]:
+    """(item id, meeting UID) for scheduled meetings ending at or after ``since``."""
     rows = session.execute(
-        select(Notice.external_id, Meeting.ical_uid, Meeting.updated_at)
+        select(Notice.external_id, Meeting.ical_uid)
         .join(Meeting, Notice.meeting_id == Meeting.id)
         .where(
             Notice.external_id.is_not(None),
@@ -42,9 +53,9 @@ def _booked_items(session: Session, since: datetime) -> list[tuple[str, str, dat
         )
         .order_by(Notice.id)
     ).all()
-    seen: dict[str, tuple[str, str, datetime | None]] = {}
-    for item_id, uid, updated_at in rows:
-        seen.setdefault(str(item_id), (str(item_id), uid, updated_at))
+    seen: dict[str, tuple[str, str]] = {}
+    for item_id, uid in rows:
+        seen.setdefault(str(item_id), (str(item_id), uid))
     return list(seen.values())
 
 
@@ -58,40 +69,17 @@ def _plain_utc(value: datetime) -> datetime:
     return datetime.fromisoformat(value.isoformat()).astimezone(UTC)
 
 
-def _count(summary: ReplySummary, outcome: Outcome) -> None:
-    if outcome is Outcome.APPLIED:
-        summary.matched += 1
-        summary.applied += 1
-    elif outcome is Outcome.STALE:
-        summary.matched += 1
-        summary.stale += 1
-    elif outcome is Outcome.CLOSED:
-        summary.closed += 1
-    else:
-        summary.unknown += 1
-
-
-def _apply_item(
-    session: Session, item: Any, uid: str, updated_at: datetime | None, now: datetime, summary: ReplySummary
-) -> None:
-    answered = False
+def item_responses(item: Any, uid: str) -> list[CalendarResponse]:
+    """The answers on one of our Exchange items, each the answer of the attendee who gave it."""
+    out = []
     for attendee in [*(item.required_attendees or ()), *(item.optional_attendees or ())]:
         answer = RESPONSE_ANSWERS.get(str(attendee.response_type))
-        if answer is None:
+        address = getattr(attendee.mailbox, "email_address", None)
+        if answer is None or not address:
             continue
-        answered = True
-        answered_at = _plain_utc(attendee.last_response_time) if attendee.last_response_time else now
-        answered_at = min(answered_at, now)  # a server clock ahead of ours must not date answers ahead
-        if updated_at is not None and answered_at < updated_at:
-            # the answer is to the meeting before it was moved, like a reply to an earlier SEQUENCE
-            log.info("an Exchange answer predates the meeting's last change: not recorded")
-            _count(summary, Outcome.STALE)
-            continue
-        outcome = apply_answer(session, uid, str(attendee.mailbox.email_address), answer, answered_at, SOURCE)
-        _count(summary, outcome)
-    summary.messages += 1
-    if not answered:
-        summary.not_replies += 1
+        when = _plain_utc(attendee.last_response_time) if attendee.last_response_time else None
+        out.append(CalendarResponse(uid, str(address), answer, when))
+    return out
 
 
 def poll_exchange_responses(
@@ -120,15 +108,16 @@ def poll_exchange_responses(
         account = exchange.connect(account_or_settings) if owned else account_or_settings
     except Exception as exc:  # incomplete settings, an unreadable secret block: this source fails alone
         raise ReplyIngestError(f"Exchange polling cannot start: {exchange.describe_error(exc)}") from None
+    responses: list[CalendarResponse] = []
     try:
         for chunk in _chunks(booked, _FETCH_CHUNK):
             items = list(
                 account.fetch(
-                    ids=[(item_id, None) for item_id, _, _ in chunk],
+                    ids=[(item_id, None) for item_id, _ in chunk],
                     only_fields=["uid", "is_cancelled", "required_attendees", "optional_attendees"],
                 )
             )
-            for (_, uid, updated_at), item in zip(chunk, items, strict=True):
+            for (_, uid), item in zip(chunk, items, strict=True):
                 if isinstance(item, ErrorItemNotFound | ErrorInvalidIdMalformed):
                     log.warning("the Exchange item of meeting %s is gone; skipped", uid)
                     continue
@@ -141,7 +130,11 @@ def poll_exchange_responses(
                     continue
                 if item.is_cancelled:
                     continue
-                _apply_item(session, item, uid, updated_at, now, summary)
+                summary.messages += 1
+                found = item_responses(item, uid)
+                if not found:
+                    summary.not_replies += 1
+                responses.extend(found)
     except ReplyIngestError:
         raise
     except Exception as exc:
@@ -149,5 +142,6 @@ def poll_exchange_responses(
     finally:
         if owned:
             exchange.close(account)
+    summary += apply_calendar_responses(session, responses, now, SOURCE)
     log.info("Exchange responses: %s", summary.describe())
     return summary

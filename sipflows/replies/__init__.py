@@ -1,0 +1,119 @@
+"""Answers to invitations, from wherever they come, into the register.
+
+- :mod:`sipflows.replies.answers` — the rules every answer is judged by, and the interface a calendar
+  service implements (:class:`CalendarResponse`, :func:`apply_calendar_responses`);
+- :mod:`sipflows.replies.itip` — an iTIP REPLY read out of an email, and whose answer it is;
+- :mod:`sipflows.replies.mailbox` — the IMAP folder and the folder of ``.eml`` files, message by message;
+- :mod:`sipflows.replies.exchange` — the attendee responses Exchange tracks on the items it booked.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from sipflows.db import session_scope
+from sipflows.replies.answers import (
+    CLOCK_SKEW,
+    CalendarResponse,
+    MeetingAnswers,
+    Outcome,
+    PartialIngestError,
+    RegisterLookupError,
+    ReplyIngestError,
+    ReplySummary,
+    SetAside,
+    apply_answer,
+    apply_calendar_responses,
+    load_meeting,
+    normalise_address,
+    record_answer,
+    record_phone_answer,
+)
+from sipflows.replies.exchange import poll_exchange_responses
+from sipflows.replies.itip import (
+    ItipAnswer,
+    MalformedReply,
+    NotAReply,
+    RejectedReply,
+    ReplyMessage,
+    UntrustedReply,
+    parse_itip_reply,
+    read_reply,
+)
+from sipflows.replies.mailbox import handle_message, imap_utf7, ingest_folder, ingest_imap
+from sipflows.settings import Settings
+
+EXCHANGE_LOOKBACK = timedelta(days=90)
+
+__all__ = [
+    "CLOCK_SKEW",
+    "EXCHANGE_LOOKBACK",
+    "CalendarResponse",
+    "ItipAnswer",
+    "MalformedReply",
+    "MeetingAnswers",
+    "NotAReply",
+    "Outcome",
+    "PartialIngestError",
+    "RegisterLookupError",
+    "RejectedReply",
+    "ReplyIngestError",
+    "ReplyMessage",
+    "ReplySummary",
+    "SetAside",
+    "UntrustedReply",
+    "apply_answer",
+    "apply_calendar_responses",
+    "handle_message",
+    "imap_utf7",
+    "ingest_configured",
+    "ingest_folder",
+    "ingest_imap",
+    "load_meeting",
+    "normalise_address",
+    "parse_itip_reply",
+    "poll_exchange_responses",
+    "read_reply",
+    "record_answer",
+    "record_phone_answer",
+]
+
+
+def ingest_configured(
+    engine: Engine, settings: Settings, now: datetime, *, since: datetime | None = None
+) -> dict[str, ReplySummary]:
+    """Every configured source of answers: Exchange (when an Exchange server is set; the attendee
+    responses of meetings ending at or after ``since``, default 90 days back), IMAP (``imap_host``) and
+    the replies folder (``replies_dir``). A source that cannot be read does not keep the others from
+    running; its error is raised after them, so the run still fails visibly."""
+    summaries: dict[str, ReplySummary] = {}
+    errors: list[str] = []
+
+    def failed(name: str, exc: ReplyIngestError) -> None:
+        errors.append(str(exc))
+        if exc.summary is not None:  # what the source did before it stopped belongs in the run's figures
+            summaries[name] = exc.summary
+
+    if settings.exchange_server or settings.exchange_service_endpoint:
+        try:
+            with session_scope(engine) as session:
+                summaries["exchange"] = poll_exchange_responses(
+                    settings, session, since or now - EXCHANGE_LOOKBACK, now
+                )
+        except ReplyIngestError as exc:
+            failed("exchange", exc)
+    if settings.imap_host:
+        try:
+            summaries["imap"] = ingest_imap(engine, settings, now)
+        except ReplyIngestError as exc:
+            failed("imap", exc)
+    if settings.replies_dir is not None:
+        try:
+            summaries["folder"] = ingest_folder(engine, settings.replies_dir, now)
+        except ReplyIngestError as exc:
+            failed("folder", exc)
+    if errors:
+        raise PartialIngestError("; ".join(errors), summaries)
+    return summaries
