@@ -1,7 +1,7 @@
 """Answers into the register: the one place that decides whether an answer may change an invitation.
 
 Every source ends here — iTIP REPLY mail (IMAP, a folder), a calendar service's attendee responses
-(Exchange; a Microsoft Graph source would call :func:`apply_calendar_responses` the same way) and answers
+(Exchange over EWS, Exchange Online over Microsoft Graph: :func:`apply_calendar_responses`) and answers
 given by phone — so the rules are the same for all of them:
 
 - An answer changes only the invitation of the attendee it is from (contacts sharing one functional
@@ -14,7 +14,8 @@ given by phone — so the rules are the same for all of them:
   was last changed) is stale; one to a SEQUENCE that was never sent is not believed.
 - The time an answer claims (DTSTAMP, a response time) is believed only between the sending of the
   invitation and the receipt of the answer (plus a small clock skew); otherwise the receipt time is used,
-  so a forged date can neither bury a later answer nor outlive it.
+  so a forged date can neither bury a later answer nor outlive it. The same answer read again without a
+  time of its own (a calendar service polled every quarter hour) keeps the time it was first recorded at.
 
 Each meeting is looked up once, with its invitations, however many answers for it are applied.
 """
@@ -186,6 +187,8 @@ class MeetingAnswers:
                 continue
             if inv.answered_at is not None and inv.answered_at >= at:
                 continue
+            if claimed_at is None and inv.answer == answer and inv.answered_at is not None:
+                continue  # the same answer again, with no time of its own: nothing new to date it by
             inv.answer = answer
             inv.answered_at = at
             outcome = Outcome.APPLIED
@@ -302,7 +305,7 @@ def record_phone_answer(
     return only.apply(email, answer, answered_at, answered_at, f"phone ({contact_code})")
 
 
-# --- calendar services: Exchange today, Microsoft Graph tomorrow ------------------------------------------
+# --- calendar services: Exchange (EWS) and Microsoft Graph -----------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -334,13 +337,15 @@ class SetAside:
 class ReplySummary:
     """Counts of one run of one source.
 
-    ``messages`` read (Exchange: calendar items). Answers: ``applied`` (changed the register),
-    ``stale`` (a newer one is kept), ``closed`` (plan closed), ``cancelled`` (meeting cancelled),
-    ``convener`` (the convener's own copy). Set aside for a person, each counted in ``rejected`` too:
-    ``unknown`` (not our meeting, or the sender not invited to it), ``untrusted`` (the answer is not its
-    sender's, or answers a version never sent), ``malformed``, ``not_replies`` (no calendar reply; for
-    Exchange, items nobody has answered yet — those are not set aside), ``errors`` (the handling itself
-    failed). ``set_aside`` lists the messages and reasons, for the run's artifact.
+    ``messages`` read (Exchange: calendar items; Graph: events). Answers: ``applied`` (changed the
+    register), ``stale`` (a newer one is kept), ``closed`` (plan closed), ``cancelled`` (meeting
+    cancelled), ``convener`` (the convener's own copy). Set aside for a person, each counted in
+    ``rejected`` too: ``unknown`` (not our meeting, or the sender not invited to it), ``untrusted`` (the
+    answer is not its sender's, or answers a version never sent), ``malformed``, ``not_replies`` (no
+    calendar reply; for Exchange and Graph, items nobody has answered yet), ``errors`` (the handling itself
+    failed). ``set_aside`` lists the messages and reasons, for the run's artifact. The calendar services
+    set nothing aside (there is no message to move): their ``unknown`` and ``untrusted`` answers — for
+    Graph, ``untrusted`` is an answer given on another attendee's event — are only counted and logged.
     """
 
     messages: int = 0
