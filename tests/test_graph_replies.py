@@ -277,6 +277,43 @@ def test_answers_for_a_closed_plan_are_not_recorded(
     assert (closed.messages, closed.applied) == (0, 0)
 
 
+def test_answers_for_many_meetings_are_looked_up_in_a_few_statements(
+    session: Session, build: RegisterBuilder
+) -> None:
+    from sqlalchemy import event
+
+    from sipflows.replies import CalendarResponse, apply_calendar_responses
+    from sipflows.replies.answers import LOOKUP_CHUNK
+
+    w = build.standard_region()
+    case = build.case(w["k"], participants=(w["r"],))
+    meetings = [
+        build.meeting(case, D + timedelta(days=n % 300), at=f"{8 + n % 9}:00")
+        for n in range(LOOKUP_CHUNK + 1)
+    ]
+    invitations = [build.invite(m, w["r"], sent_on=NOW.date() - timedelta(days=1)) for m in meetings]
+    session.commit()
+    when = NOW + timedelta(hours=1)
+    responses = [CalendarResponse(m.ical_uid, w["r"].email, Answer.DECLINED, when) for m in meetings]
+    selects: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(session.get_bind(), "before_cursor_execute", count)
+    try:
+        summary = apply_calendar_responses(session, responses, READ, "Graph")
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", count)
+    session.commit()
+
+    assert summary.applied == LOOKUP_CHUNK + 1
+    assert len(selects) == 4  # meetings and invitations, per chunk of UIDs
+    session.expire_all()
+    assert {(i.answer, i.answered_at) for i in invitations} == {(Answer.DECLINED, when)}
+
+
 # --- only the events the ledger recorded ------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ log = logging.getLogger("sipflows.replies")
 
 CLOCK_SKEW = timedelta(minutes=10)  # how far ahead of the receipt a sender's clock may be believed
 MAX_UID_LENGTH = 255
+LOOKUP_CHUNK = 500  # UIDs per look-up statement: well inside every database's limit on bound parameters
 _SPACE = re.compile(r"\s")
 
 
@@ -231,6 +232,36 @@ def load_meeting(session: Session, uid: str) -> MeetingAnswers | None:
     return MeetingAnswers(meeting, status, withdrawn_on is not None, address_key(convener_email), by_address)
 
 
+def load_meetings(session: Session, uids: Iterable[str]) -> dict[str, MeetingAnswers]:
+    """:func:`load_meeting` for many UIDs at once, by UID: two statements per :data:`LOOKUP_CHUNK` of
+    them (a calendar service answers for every meeting booked in it)."""
+    wanted = sorted({u.strip() for u in uids if _plausible_uid(u.strip())})
+    found: dict[str, MeetingAnswers] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
+        by_id: dict[int, MeetingAnswers] = {}
+        for meeting, status, withdrawn_on, convener_email in session.execute(
+            select(Meeting, SipCase.status, SipCase.consent_withdrawn_on, Contact.email)
+            .join(SipCase, SipCase.id == Meeting.case_id)
+            .join(Contact, Contact.id == SipCase.convener_contact_id)
+            .where(Meeting.ical_uid.in_(chunk))
+        ).tuples():
+            record = MeetingAnswers(
+                meeting, status, withdrawn_on is not None, address_key(convener_email), {}
+            )
+            found[meeting.ical_uid] = by_id[meeting.id] = record
+        if not by_id:
+            continue
+        for inv, email in session.execute(
+            select(Invitation, Contact.email)
+            .join(Contact, Contact.id == Invitation.contact_id)
+            .where(Invitation.meeting_id.in_(list(by_id)))
+            .order_by(Invitation.id)
+        ).tuples():
+            by_id[inv.meeting_id].by_address.setdefault(address_key(email), []).append(inv)
+    return found
+
+
 def apply_answer(
     session: Session,
     uid: str,
@@ -404,7 +435,8 @@ def apply_calendar_responses(
 
     ``now`` is when they were read: the receipt time of every response (a response time outside the
     invitation's sending and ``now`` is not believed). A response given before the meeting's last change
-    answers the old meeting and is stale. One look-up per meeting, however many attendees answered.
+    answers the old meeting and is stale. The meetings are looked up together (:func:`load_meetings`),
+    however many there are and however many attendees answered.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -412,8 +444,9 @@ def apply_calendar_responses(
     by_meeting: dict[str, list[CalendarResponse]] = {}
     for response in responses:
         by_meeting.setdefault(response.meeting_uid, []).append(response)
+    records = load_meetings(session, by_meeting)
     for uid, answers in by_meeting.items():
-        record = load_meeting(session, uid)
+        record = records.get(uid.strip())
         if record is None:
             log.warning("%d answer(s) from %s ignored: no meeting has their UID", len(answers), source)
             summary.unknown += len(answers)
