@@ -546,3 +546,18 @@ def test_cli_replies_ingest_reads_graph_and_the_check_stops_reminding(
     assert refused.returncode == 1
     assert "error: Microsoft Graph polling cannot start" in refused.stderr
     assert "SIPFLOWS_GRAPH_CLIENT_ID" in refused.stderr and "not-the-secret-42" not in refused.stderr
+
+
+def test_the_benchmark_runs_and_its_figures_add_up(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import graph_replies
+
+    monkeypatch.setenv("SSL_CERT_FILE", "")  # the benchmark trusts its own server's CA; restored after
+
+    assert graph_replies.main(["--plans", "4", "--answered", "1"]) == 0
+
+    out = capsys.readouterr().out
+    assert "4 meetings, 20 events, 16 answers given" in out
+    assert '"messages": 20, "applied": 16, "stale": 0' in out
+    assert '"messages": 20, "applied": 0, "stale": 16' in out
