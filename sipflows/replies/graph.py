@@ -68,6 +68,7 @@ _HINTS = (
     ("sign-in authority", "check SIPFLOWS_GRAPH_AUTHORITY_URL, SIPFLOWS_GRAPH_TENANT_ID and the network"),
     ("Microsoft Graph at", "check SIPFLOWS_GRAPH_BASE_URL and the network"),
     ("Prefect Secret", "check SIPFLOWS_GRAPH_CREDENTIALS_BLOCK"),
+    ("block document", "check SIPFLOWS_GRAPH_CREDENTIALS_BLOCK"),  # Prefect: no block of that name
     ("the app needs", "check the app's permissions on SIPFLOWS_GRAPH_MAILBOX"),
 )
 

@@ -221,3 +221,10 @@ def test_an_answer_given_in_exchange_online_ends_the_reminders(
         assert [row["source"] for row in summary] == ["folder"]
         assert summary[0]["applied"] == 1
         assert SECRET not in str(summary) and "revoked-secret-77" not in str(summary)
+
+        # a Secret block that is not there is named as the setting to fix
+        monkeypatch.setenv("SIPFLOWS_GRAPH_CREDENTIALS_BLOCK", "no-such-block")
+        get_settings.cache_clear()
+        missing = ingest_replies(return_state=True)
+        assert missing.is_failed()
+        assert "SIPFLOWS_GRAPH_CREDENTIALS_BLOCK" in str(missing.result(raise_on_failure=False))
