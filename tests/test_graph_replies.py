@@ -510,6 +510,7 @@ def test_an_unreachable_register_is_the_sources_failure(scene: Scene, tmp_path: 
 # --- the CLI ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("engine", ["sqlite"], indirect=True)  # about the environment: one database is enough
 def test_cli_replies_ingest_reads_graph_and_the_check_stops_reminding(
     engine: Engine, session: Session, build: RegisterBuilder, db_url: str, graph: GraphServer, tmp_path: Path
 ) -> None:
