@@ -2,8 +2,8 @@
 
 With ``SIPFLOWS_TRANSPORT=graph`` every invitation is an event in the SIP mailbox's calendar, one per
 meeting and attendee; Exchange Online processes the attendee's Accept/Tentative/Decline itself and keeps it
-on that event. Reading them back takes a calendar view of the mailbox (a few paged calls, however many
-meetings), not one call per invitation.
+on that event. Reading them back takes a calendar view of the mailbox (pages of 100 events), not one call
+per invitation.
 
 An answer is believed only when all of this holds, so one attendee can never answer for another:
 
