@@ -36,6 +36,7 @@ from sipflows.replies import (
 from sipflows.replies.graph import MAX_VIEW, windows
 from sipflows.settings import Settings
 from sipflows.transports.graph import GraphClient, GraphTransport
+from tests.conftest import BACKENDS
 from tests.factories import SECRETS, RegisterBuilder, local
 from tests.graph_server import MAX_VIEW_DAYS, Event, GraphServer, closed_port
 from tests.itip_messages import outlook_reply
@@ -453,7 +454,12 @@ FAILURES = {
 }
 
 
-@pytest.mark.parametrize("kind", list(FAILURES))
+# the failures come before the register is touched: each on SQLite, the first on every database too
+@pytest.mark.parametrize(
+    ("engine", "kind"),
+    [("sqlite", kind) for kind in FAILURES] + [(b, next(iter(FAILURES))) for b in BACKENDS if b != "sqlite"],
+    indirect=["engine"],
+)
 def test_graph_failing_fails_the_run_loudly_and_the_other_sources_still_run(
     scene: Scene, engine: Engine, graph: GraphServer, tmp_path: Path, kind: str
 ) -> None:
