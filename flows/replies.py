@@ -1,4 +1,4 @@
-"""Replies: invitation answers from Exchange, an IMAP mailbox or a folder of .eml files into the register."""
+"""Replies: invitation answers (Exchange, Graph, IMAP, a folder of .eml files) into the register."""
 
 from __future__ import annotations
 
@@ -14,8 +14,12 @@ from sipflows.replies import PartialIngestError, ReplySummary, ingest_configured
 
 
 class RepliesParameters(BaseModel):
-    exchange_lookback_days: int = Field(
-        default=90, ge=1, le=365, description="How far back to read Exchange attendee responses."
+    calendar_lookback_days: int = Field(
+        default=90,
+        ge=1,
+        le=365,
+        description="How far back to read the attendee responses Exchange or Microsoft Graph track: "
+        "meetings that ended within this many days, and all later ones.",
     )
 
 
@@ -51,7 +55,7 @@ def ingest_replies(params: RepliesParameters = RepliesParameters()) -> dict[str,
     engine = open_register(settings.sqlalchemy_url())
     try:
         summaries = ingest_configured(
-            engine, settings, now, since=now - timedelta(days=params.exchange_lookback_days)
+            engine, settings, now, since=now - timedelta(days=params.calendar_lookback_days)
         )
     except PartialIngestError as exc:
         logger.error("Replies: a source failed: %s", exc)

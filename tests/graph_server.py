@@ -6,8 +6,9 @@ client assertion, checked with PyJWT), and the Graph calls sipflows makes on one
 events (create with ``transactionId``, get, list by a single-value extended property, calendarView,
 PATCH, cancel) and sendMail with file attachments. It keeps its state in memory, so a test can assert
 what Exchange Online would have done (``sent``: the meeting requests, updates, cancellations and mails
-it would have sent), play attendees' answers back (``respond``) and make calls fail (``fail``: a status
-with ``Retry-After``, before or after the call took effect, or a dropped connection).
+it would have sent), play attendees' answers back (``respond``; ``forward`` adds an attendee as a
+forwarded invitation does) and make calls fail (``fail``: a status with ``Retry-After``, before or after
+the call took effect, or a dropped connection). Like Graph, it refuses a calendar view over 1,825 days.
 
     with GraphServer(tmp_path) as graph:
         settings = Settings(graph_authority_url=graph.authority_url, graph_base_url=graph.base_url, ...)
@@ -69,6 +70,7 @@ _FILTER_BY_PROPERTY = re.compile(
 )
 _EXPAND = re.compile(r"singleValueExtendedProperties\(\$filter=(.*)\)", re.IGNORECASE)
 MAX_REQUEST = 4 * 1024 * 1024
+MAX_VIEW_DAYS = 1825  # Graph refuses a longer calendarView
 
 
 def graph_time(value: datetime) -> str:
@@ -365,6 +367,19 @@ class GraphServer:
                     }
                     return
             raise KeyError(address)
+
+    def forward(self, event_id: str, address: str, name: str | None = None) -> None:
+        """An attendee forwards the invitation: Exchange adds the new attendee to the organiser's event
+        (from the meeting forward notification), with no answer yet."""
+        with self._lock:
+            event = self.state.events[event_id]
+            event.data["attendees"].append(
+                {
+                    "type": "required",
+                    "emailAddress": {"address": address, "name": name or address},
+                    "status": {"response": "none", "time": NO_TIME},
+                }
+            )
 
     def events(self, *, include_cancelled: bool = True) -> list[Event]:
         with self._lock:
@@ -819,6 +834,12 @@ class _Handler(BaseHTTPRequestHandler):
                 "ErrorInvalidParameter",
                 "This request requires a time window specified by the query "
                 "string parameters StartDateTime and EndDateTime.",
+            )
+        if end - start > timedelta(days=MAX_VIEW_DAYS):
+            return 400, _err(
+                "ErrorInvalidRequest",
+                "Your request can't be completed. The range between the start and end dates is greater "
+                f"than the allowed range. Maximum number of days: {MAX_VIEW_DAYS}",
             )
         top, skip = min(int(query.get("$top", "10")), self.graph.page_size), int(query.get("$skip", "0"))
         found = sorted(

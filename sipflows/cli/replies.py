@@ -1,4 +1,5 @@
-"""CLI commands: ``replies answer`` (an answer given by phone) and ``replies ingest`` (iTIP replies)."""
+"""CLI commands: ``replies answer`` (an answer given by phone) and ``replies ingest`` (iTIP replies and the
+attendee responses Exchange or Microsoft Graph track)."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def ingest(
     ] = None,
 ) -> None:
     """Read invitation answers into the register. Without options: every configured source (Exchange,
-    IMAP, the replies folder)."""
+    Microsoft Graph with the graph transport, IMAP, the replies folder)."""
     settings = get_settings()
     now = datetime.now(UTC)
     engine = register_engine()
@@ -102,7 +103,8 @@ def ingest(
             summaries = ingest_configured(engine, settings, now)
             if not summaries:
                 raise _fail(
-                    "no source: give --imap or --folder, or configure IMAP, a replies folder or Exchange"
+                    "no source: give --imap or --folder, or configure IMAP, a replies folder, Exchange "
+                    "or SIPFLOWS_TRANSPORT=graph"
                 )
         if imap:
             summaries["imap"] = ingest_imap(engine, settings, now)

@@ -1,7 +1,7 @@
 """Answers into the register: the one place that decides whether an answer may change an invitation.
 
 Every source ends here — iTIP REPLY mail (IMAP, a folder), a calendar service's attendee responses
-(Exchange; a Microsoft Graph source would call :func:`apply_calendar_responses` the same way) and answers
+(Exchange over EWS, Exchange Online over Microsoft Graph: :func:`apply_calendar_responses`) and answers
 given by phone — so the rules are the same for all of them:
 
 - An answer changes only the invitation of the attendee it is from (contacts sharing one functional
@@ -14,7 +14,8 @@ given by phone — so the rules are the same for all of them:
   was last changed) is stale; one to a SEQUENCE that was never sent is not believed.
 - The time an answer claims (DTSTAMP, a response time) is believed only between the sending of the
   invitation and the receipt of the answer (plus a small clock skew); otherwise the receipt time is used,
-  so a forged date can neither bury a later answer nor outlive it.
+  so a forged date can neither bury a later answer nor outlive it. The same answer read again without a
+  time of its own (a calendar service polled every quarter hour) keeps the time it was first recorded at.
 
 Each meeting is looked up once, with its invitations, however many answers for it are applied.
 """
@@ -38,6 +39,7 @@ log = logging.getLogger("sipflows.replies")
 
 CLOCK_SKEW = timedelta(minutes=10)  # how far ahead of the receipt a sender's clock may be believed
 MAX_UID_LENGTH = 255
+LOOKUP_CHUNK = 500  # UIDs per look-up statement: well inside every database's limit on bound parameters
 _SPACE = re.compile(r"\s")
 
 
@@ -186,6 +188,8 @@ class MeetingAnswers:
                 continue
             if inv.answered_at is not None and inv.answered_at >= at:
                 continue
+            if claimed_at is None and inv.answer == answer and inv.answered_at is not None:
+                continue  # the same answer again, with no time of its own: nothing new to date it by
             inv.answer = answer
             inv.answered_at = at
             outcome = Outcome.APPLIED
@@ -226,6 +230,36 @@ def load_meeting(session: Session, uid: str) -> MeetingAnswers | None:
     ).tuples():
         by_address.setdefault(address_key(email), []).append(inv)
     return MeetingAnswers(meeting, status, withdrawn_on is not None, address_key(convener_email), by_address)
+
+
+def load_meetings(session: Session, uids: Iterable[str]) -> dict[str, MeetingAnswers]:
+    """:func:`load_meeting` for many UIDs at once, by UID: two statements per :data:`LOOKUP_CHUNK` of
+    them (a calendar service answers for every meeting booked in it)."""
+    wanted = sorted({u.strip() for u in uids if _plausible_uid(u.strip())})
+    found: dict[str, MeetingAnswers] = {}
+    for start in range(0, len(wanted), LOOKUP_CHUNK):
+        chunk = wanted[start : start + LOOKUP_CHUNK]
+        by_id: dict[int, MeetingAnswers] = {}
+        for meeting, status, withdrawn_on, convener_email in session.execute(
+            select(Meeting, SipCase.status, SipCase.consent_withdrawn_on, Contact.email)
+            .join(SipCase, SipCase.id == Meeting.case_id)
+            .join(Contact, Contact.id == SipCase.convener_contact_id)
+            .where(Meeting.ical_uid.in_(chunk))
+        ).tuples():
+            record = MeetingAnswers(
+                meeting, status, withdrawn_on is not None, address_key(convener_email), {}
+            )
+            found[meeting.ical_uid] = by_id[meeting.id] = record
+        if not by_id:
+            continue
+        for inv, email in session.execute(
+            select(Invitation, Contact.email)
+            .join(Contact, Contact.id == Invitation.contact_id)
+            .where(Invitation.meeting_id.in_(list(by_id)))
+            .order_by(Invitation.id)
+        ).tuples():
+            by_id[inv.meeting_id].by_address.setdefault(address_key(email), []).append(inv)
+    return found
 
 
 def apply_answer(
@@ -302,7 +336,7 @@ def record_phone_answer(
     return only.apply(email, answer, answered_at, answered_at, f"phone ({contact_code})")
 
 
-# --- calendar services: Exchange today, Microsoft Graph tomorrow ------------------------------------------
+# --- calendar services: Exchange (EWS) and Microsoft Graph -----------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -334,13 +368,15 @@ class SetAside:
 class ReplySummary:
     """Counts of one run of one source.
 
-    ``messages`` read (Exchange: calendar items). Answers: ``applied`` (changed the register),
-    ``stale`` (a newer one is kept), ``closed`` (plan closed), ``cancelled`` (meeting cancelled),
-    ``convener`` (the convener's own copy). Set aside for a person, each counted in ``rejected`` too:
-    ``unknown`` (not our meeting, or the sender not invited to it), ``untrusted`` (the answer is not its
-    sender's, or answers a version never sent), ``malformed``, ``not_replies`` (no calendar reply; for
-    Exchange, items nobody has answered yet — those are not set aside), ``errors`` (the handling itself
-    failed). ``set_aside`` lists the messages and reasons, for the run's artifact.
+    ``messages`` read (Exchange: calendar items; Graph: events). Answers: ``applied`` (changed the
+    register), ``stale`` (a newer one is kept), ``closed`` (plan closed), ``cancelled`` (meeting
+    cancelled), ``convener`` (the convener's own copy). Set aside for a person, each counted in
+    ``rejected`` too: ``unknown`` (not our meeting, or the sender not invited to it), ``untrusted`` (the
+    answer is not its sender's, or answers a version never sent), ``malformed``, ``not_replies`` (no
+    calendar reply; for Exchange and Graph, items nobody has answered yet), ``errors`` (the handling itself
+    failed). ``set_aside`` lists the messages and reasons, for the run's artifact. The calendar services
+    set nothing aside (there is no message to move): their ``unknown`` and ``untrusted`` answers — for
+    Graph, ``untrusted`` is an answer given on another attendee's event — are only counted and logged.
     """
 
     messages: int = 0
@@ -399,7 +435,8 @@ def apply_calendar_responses(
 
     ``now`` is when they were read: the receipt time of every response (a response time outside the
     invitation's sending and ``now`` is not believed). A response given before the meeting's last change
-    answers the old meeting and is stale. One look-up per meeting, however many attendees answered.
+    answers the old meeting and is stale. The meetings are looked up together (:func:`load_meetings`),
+    however many there are and however many attendees answered.
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -407,8 +444,9 @@ def apply_calendar_responses(
     by_meeting: dict[str, list[CalendarResponse]] = {}
     for response in responses:
         by_meeting.setdefault(response.meeting_uid, []).append(response)
+    records = load_meetings(session, by_meeting)
     for uid, answers in by_meeting.items():
-        record = load_meeting(session, uid)
+        record = records.get(uid.strip())
         if record is None:
             log.warning("%d answer(s) from %s ignored: no meeting has their UID", len(answers), source)
             summary.unknown += len(answers)

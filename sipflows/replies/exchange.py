@@ -8,8 +8,9 @@ the answer is recorded against. Answers are state, so polling twice changes noth
 What is read becomes :class:`~sipflows.replies.answers.CalendarResponse` tuples handed to
 :func:`~sipflows.replies.answers.apply_calendar_responses`, so Exchange answers follow the same rules as
 mailed ones (each attendee's response changes only that attendee's invitation; cancelled meetings and
-closed plans are not recorded; an implausible response time is replaced by the time of polling). A
-Microsoft Graph source would read its events' attendees the same way and hand over the same tuples.
+closed plans are not recorded; an implausible response time is replaced by the time of polling). The
+Microsoft Graph source (:mod:`sipflows.replies.graph`) reads its events' attendees and hands over the same
+tuples.
 """
 
 from __future__ import annotations

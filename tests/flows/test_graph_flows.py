@@ -4,8 +4,9 @@ the client secret in a Prefect Secret block."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from prefect.blocks.system import Secret
 from sqlalchemy import select
@@ -14,7 +15,7 @@ from flows.daily_sweep import SweepParameters, daily_sweep
 from flows.dispatch import dispatch_notices
 from flows.invitations import sync_meeting_invitations
 from flows.weekly_report import WeeklyReportParameters, weekly_report_flow
-from sipflows.models import Invitation, MeetingKind, MeetingStatus, Notice, NoticeStatus
+from sipflows.models import Answer, Invitation, MeetingKind, MeetingStatus, Notice, NoticeStatus
 from sipflows.notices.mime import attachments_from_json
 from sipflows.transports.graph import MEETING_PROPERTY
 from tests.factories import SECRETS
@@ -118,3 +119,112 @@ def test_flows_run_end_to_end_through_graph(flow_env, build, session, tmp_path, 
             text = str(request.body)
             assert not any(secret in text for secret in SECRETS)
         assert SECRET not in str(latest_artifact("dispatch-summary"))
+
+
+def table(key: str) -> list[dict[str, object]]:
+    """The rows of the newest table artifact with ``key`` (stored as JSON text)."""
+    data = latest_artifact(key)
+    rows = json.loads(data) if isinstance(data, str) else data
+    assert isinstance(rows, list)
+    return rows
+
+
+def test_an_answer_given_in_exchange_online_ends_the_reminders(
+    flow_env, build, session, tmp_path, monkeypatch
+):
+    """Invitation sent through Graph, accepted in Exchange Online, read by the replies flow: the daily sweep
+    no longer reminds that attendee. With Graph refusing the token, the run fails and names the setting,
+    and the replies folder is still read."""
+    from flows.replies import RepliesParameters, ingest_replies
+    from sipflows.replies import PartialIngestError
+    from sipflows.settings import get_settings
+    from tests.itip_messages import outlook_reply
+
+    folder = tmp_path / "graph"
+    folder.mkdir()
+    with GraphServer(folder, client_secret=SECRET, mailbox=MAILBOX) as graph:
+        for name, value in {
+            "SIPFLOWS_TRANSPORT": "graph",
+            "SIPFLOWS_GRAPH_TENANT_ID": graph.tenant,
+            "SIPFLOWS_GRAPH_CLIENT_ID": graph.client_id,
+            "SIPFLOWS_GRAPH_CREDENTIALS_BLOCK": "graph-client-secret",
+            "SIPFLOWS_GRAPH_MAILBOX": MAILBOX,
+            "SIPFLOWS_GRAPH_BASE_URL": graph.base_url,
+            "SIPFLOWS_GRAPH_AUTHORITY_URL": graph.authority_url,
+            "SSL_CERT_FILE": str(graph.ca_file),
+        }.items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("SIPFLOWS_GRAPH_CLIENT_SECRET", raising=False)
+        get_settings.cache_clear()
+        Secret(value=SECRET).save("graph-client-secret", overwrite=True)
+
+        r = build.standard_region()
+        case = build.case(r["k"], reference="SIP-KOP-0011", participants=(r["r"], r["f"], r["s"]))
+        future = build.meeting(case, date.today() + timedelta(days=21), kind=MeetingKind.FOLLOW_UP)
+        for contact in (r["r"], r["f"], r["s"]):
+            build.invite(future, contact)
+        session.commit()
+        assert sync_meeting_invitations()["invitations"] == 4  # three invitees, and the convener as chair
+        assert dispatch_notices()["sent"] == 4
+        events = {e.attendee_addresses()[0]: e.id for e in graph.events()}
+
+        # Rolf accepts in Outlook; the convener accepts their own copy; Sven forwards his invitation and
+        # the colleague he forwarded it to accepts on Sven's event
+        answered_at = datetime.now(UTC)
+        graph.respond(events[r["r"].email], r["r"].email, "accepted", answered_at)
+        graph.respond(events[r["k"].email], r["k"].email, "accepted", answered_at)
+        graph.forward(events[r["s"].email], "kollega@skola.example.se")
+        graph.respond(events[r["s"].email], "kollega@skola.example.se", "accepted", answered_at)
+
+        assert ingest_replies(RepliesParameters(calendar_lookback_days=30)) == {
+            "matched": 1,
+            "applied": 1,
+            "set_aside": 0,
+        }
+
+        session.expire_all()
+        got = {i.contact_id: i.answer for i in session.scalars(select(Invitation))}
+        assert got == {r["r"].id: Answer.ACCEPTED, r["f"].id: Answer.NONE, r["s"].id: Answer.NONE}
+        (row,) = [row for row in table("replies-summary") if row["source"] == "graph"]
+        assert (row["messages"], row["applied"], row["convener"], row["untrusted"]) == (4, 1, 1, 1)
+        assert (row["not_replies"], row["rejected"]) == (2, 0)
+
+        # two weeks on the reminders are due: only for those who have not answered
+        daily_sweep(SweepParameters(date=date.today() + timedelta(days=14)))
+        session.expire_all()
+        reminded = {
+            n.contact_id for n in session.scalars(select(Notice).where(Notice.kind == "invitations.reminder"))
+        }
+        assert reminded == {r["f"].id, r["s"].id}
+
+        # the secret is revoked: the run fails loudly, naming what to check; the folder is still read
+        Secret(value="revoked-secret-77").save("graph-client-secret", overwrite=True)
+        replies = tmp_path / "replies"
+        replies.mkdir()
+        (replies / "f.eml").write_bytes(
+            outlook_reply(future.ical_uid, r["f"].email, "DECLINED", datetime.now(UTC))
+        )
+        monkeypatch.setenv("SIPFLOWS_REPLIES_DIR", str(replies))
+        get_settings.cache_clear()
+        state = ingest_replies(return_state=True)
+
+        assert state.is_failed()
+        error = state.result(raise_on_failure=False)
+        assert isinstance(error, PartialIngestError)
+        assert "refused a token" in str(error) and "SIPFLOWS_GRAPH_CLIENT_ID" in str(error)
+        assert "revoked-secret-77" not in str(error)
+        session.expire_all()
+        assert session.scalars(select(Invitation.answer).where(Invitation.contact_id == r["f"].id)).one() == (
+            Answer.DECLINED
+        )
+        summary = table("replies-summary")
+        assert [row["source"] for row in summary] == ["folder"]
+        assert summary[0]["applied"] == 1
+        assert SECRET not in str(summary) and "revoked-secret-77" not in str(summary)
+
+        # a Secret block that is not there is named as the setting to fix
+        monkeypatch.setenv("SIPFLOWS_GRAPH_CREDENTIALS_BLOCK", "no-such-block")
+        get_settings.cache_clear()
+        missing = ingest_replies(return_state=True)
+        assert missing.is_failed()
+        assert "SIPFLOWS_GRAPH_CREDENTIALS_BLOCK" in str(missing.result(raise_on_failure=False))
