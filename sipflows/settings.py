@@ -36,9 +36,12 @@ class Settings(BaseSettings):
     sender_name: str = "SIP-påminnelser"
     mail_domain: str = "sipflows.local"
     batch_size: int = Field(default=200, ge=1)
-    max_attempts: int = Field(default=6, ge=1)
+    # A notice that keeps failing is tried after 1, 2, 4, ... 128 minutes, then every 3 hours: its 16th
+    # and last try comes 25 h 15 min after the first (README: "Dispatch"). An outage of the transport
+    # itself costs no attempts at all.
+    max_attempts: int = Field(default=16, ge=1)
     backoff_base_seconds: float = Field(default=60.0, gt=0)
-    backoff_max_seconds: float = Field(default=6 * 3600.0, gt=0)
+    backoff_max_seconds: float = Field(default=3 * 3600.0, gt=0)
     claim_lease_seconds: int = Field(default=600, ge=10)
 
     # SMTP

@@ -2,7 +2,8 @@
 
 Files are named from the notice key (readable, plus a hash so two keys never share a name) and written
 atomically (temporary file, fsync, rename): a resend after a crash replaces the file, never adds one,
-and a reader never sees half a message.
+and a reader never sees half a message. A folder that cannot be written is the transport being
+unavailable (``SIPFLOWS_OUTBOX_DIR``), not a failure of the notice.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from email.headerregistry import Address
 from pathlib import Path
 
 from sipflows.notices.mime import mime_bytes, sender_address
-from sipflows.transports.base import OutgoingMessage, PermanentSendError, SendResult, TransientSendError
+from sipflows.transports.base import OutgoingMessage, PermanentSendError, SendResult, TransportUnavailable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -38,8 +39,12 @@ class OutboxTransport:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TransientSendError(f"outbox folder {self.folder} unusable: {exc.strerror}") from None
+            raise self._unavailable(f"the folder cannot be created: {exc.strerror}") from None
         return self
+
+    def _unavailable(self, reason: str) -> TransportUnavailable:
+        # a folder that cannot be written (gone, read-only, disk full) fails every notice alike
+        return TransportUnavailable("outbox", f"folder {self.folder}", reason, ("SIPFLOWS_OUTBOX_DIR",))
 
     def __exit__(self, *exc: object) -> None:
         return None
@@ -65,6 +70,6 @@ class OutboxTransport:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise TransientSendError(f"cannot write {target.name}: {exc.strerror}") from None
+            raise self._unavailable(f"cannot write {target.name}: {exc.strerror}") from None
         # no external_id: it is reserved for a calendar item id that a later update can refer to
         return SendResult()
