@@ -1,15 +1,17 @@
 """Settings from the environment (prefix ``SIPFLOWS_``) or a ``.env`` file.
 
-Credentials are ``SecretStr`` so that they never print in logs, reprs or exceptions.
+Credentials are ``SecretStr`` so that they never print in logs, reprs or exceptions. A wrong value is
+reported by :func:`load_settings` as ``SettingsError`` naming the environment variable a person sets
+(``SIPFLOWS_SMTP_PORT``), never the Python field (``smtp_port``), and never a secret's value.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -82,6 +84,43 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'sipflows.sqlite').as_posix()}"
 
 
+ENV_PREFIX = "SIPFLOWS_"
+_SECRET_FIELDS = frozenset(
+    name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation)
+)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names the environment variable to fix."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field: ``smtp_port`` -> ``SIPFLOWS_SMTP_PORT``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def settings_error(exc: ValidationError) -> SettingsError:
+    """pydantic's error, told in the names a person sets (values of secrets are never shown)."""
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = env_name(field) if field in Settings.model_fields else field or "settings"
+        got = ""
+        if field not in _SECRET_FIELDS and "input" in err and not isinstance(err["input"], dict):
+            text = repr(err["input"])
+            got = f" (got {text if len(text) <= 60 else text[:59] + '…'})"
+        lines.append(f"{name}: {err['msg']}{got}")
+    return SettingsError("invalid settings (from the environment or .env):\n" + "\n".join(lines))
+
+
+def load_settings(**values: Any) -> Settings:
+    """Settings from the environment and ``.env`` (and ``values``); ``SettingsError`` names what is wrong."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()
