@@ -8,8 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
-from flows._prefect import load_settings, this_run
-from sipflows.db import open_register
+from flows._prefect import load_settings, open_flow_register, this_run
 from sipflows.replies import ingest_configured
 
 
@@ -24,7 +23,7 @@ def ingest_replies(params: RepliesParameters = RepliesParameters()) -> dict[str,
     """Read every configured answer source; unknown or malformed answers are logged and skipped."""
     settings = load_settings("replies")
     _, now = this_run(None)
-    engine = open_register(settings.sqlalchemy_url())
+    engine = open_flow_register("replies", settings)
     try:
         summaries = ingest_configured(
             engine, settings, now, since=now - timedelta(days=params.exchange_lookback_days)
