@@ -78,6 +78,18 @@ class Settings(BaseSettings):
     imap_folder: str = "INBOX"
     replies_dir: Path | None = None
 
+    # alerts to operations staff: the Prefect notification block the sipflows automations send through
+    alerts_webhook_url: SecretStr | None = Field(
+        default=None, description="Where alerts go: a webhook URL (generic, or a Teams workflow URL)."
+    )
+    alerts_kind: Literal["webhook", "teams"] = Field(
+        default="webhook", description="webhook: a generic JSON POST; teams: Microsoft Teams."
+    )
+    alerts_block: str | None = Field(
+        default=None,
+        description="Send through this existing Prefect notification block instead ('<type-slug>/<name>').",
+    )
+
     def sqlalchemy_url(self) -> str:
         if self.database_url:
             return self.database_url
