@@ -6,7 +6,7 @@ with exit code 2 and one message on stderr that names what to set or run; never 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import NoReturn
 
 import typer
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from sipflows.db import RegisterError, open_register, upgrade_register
 from sipflows.policy import EffectivePolicy, PolicyError, check_organisations_in, load_policy
 from sipflows.settings import get_settings
+from sipflows.timeutil import local_date
 
 CONFIGURATION_ERROR = 2  # exit code: a setting, the register or the policy needs fixing
 
@@ -57,7 +58,9 @@ def require_known_organisations(engine: Engine, policy: EffectivePolicy) -> None
 
 
 def parse_date(value: str, option: str = "--date") -> date:
-    """A ``YYYY-MM-DD`` option value, or a usage error naming the option."""
+    """A ``YYYY-MM-DD`` option value (or ``today``: the local date in Stockholm), or a usage error."""
+    if value.strip().lower() == "today":
+        return local_date(datetime.now(UTC))  # the CLI edge: the one place the clock is read for it
     try:
         return date.fromisoformat(value.strip())
     except ValueError:

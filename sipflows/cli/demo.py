@@ -13,7 +13,10 @@ from sipflows.demo import DEMO_DATE, build_demo
 
 def demo_command(
     on: Annotated[
-        str, typer.Option("--date", help="The day the demo is laid out for (the sweep's judged date).")
+        str,
+        typer.Option(
+            "--date", help="The day the demo is laid out for (the sweep's judged date); 'today' for today."
+        ),
     ] = DEMO_DATE.isoformat(),
     database_url: Annotated[
         str | None, typer.Option(help="Register URL; default from SIPFLOWS_ settings.")
