@@ -9,7 +9,6 @@ instead of Prefect's ``FileNotFoundError`` about a temporary folder.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from pathlib import Path
 
@@ -24,12 +23,13 @@ def _fail_the_run(error: SipflowsHomeError) -> SipflowsHomeError:
     """Put the message where the run is looked at: its logs and its Failed state (not "exit code 1")."""
     flow_run_id = os.environ.get("PREFECT__FLOW_RUN_ID")  # set by the worker for the run's process
     if flow_run_id:
-        logging.getLogger("prefect.flow_runs").error(str(error), extra={"flow_run_id": flow_run_id})
         with contextlib.suppress(Exception):  # the raised error stops the run in any case
             from prefect.client.orchestration import get_client
+            from prefect.logging.loggers import flow_run_logger
             from prefect.states import Failed
 
             with get_client(sync_client=True) as client:
+                flow_run_logger(client.read_flow_run(flow_run_id)).error("%s", error)
                 client.set_flow_run_state(flow_run_id, Failed(message=str(error)), force=True)
     return error
 

@@ -85,6 +85,7 @@ def test_several_machines_as_in_readme(
         line = next(lines)
         assert line == expected
         done = deployed.run(command(line, port), timeout=240)
+        deployed.mark(line)
     assert "automations created" in done.stdout and "no alert channel configured" in done.stdout
 
     with deployed.client() as client:
@@ -105,14 +106,18 @@ def test_several_machines_as_in_readme(
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "already runs sipflows through workers" in refused.stderr
     assert "sipflows-dispatch/dispatch (work pool sipflows)" in refused.stderr
+    deployed.mark("deployments.serve refused")
     with deployed.client() as client:
         assert client.read_deployment_by_name("sipflows-dispatch/dispatch").work_pool_name == "sipflows"
 
-    # a worker started without SIPFLOWS_HOME: the run fails, saying to set it
+    # a worker started without SIPFLOWS_HOME: the run fails, saying to set it (a queue of its own, so
+    # that it takes no scheduled run meant for the real worker)
     worker = deployed.start(
-        "worker-without-home", command("prefect worker start --pool sipflows", port), cwd=worker_machine
+        "worker-without-home",
+        command("prefect worker start --pool sipflows --work-queue without-home", port),
+        cwd=worker_machine,
     )
-    run = deployed.run_to_the_end("sipflows-replies/replies")
+    run = deployed.wait_final(deployed.create_run("sipflows-replies/replies", work_queue_name="without-home"))
     told = "SIPFLOWS_HOME is not set on this worker: set it to this machine's sipflows checkout"
     assert run.state.is_failed() and told in run.state.message, run.state
     logs = deployed.logs_of(str(run.id))
@@ -133,7 +138,7 @@ def test_several_machines_as_in_readme(
     first = ["sipflows-daily-sweep/daily-sweep", "sipflows-invitations/invitations"]
     for name, run in zip(first, deployed.run_all_to_the_end(first), strict=True):  # at once, as a worker may
         assert run.state.is_completed(), (name, run.state, deployed.logs_of(str(run.id)))
-    run = deployed.run_to_the_end("sipflows-dispatch/dispatch")
+    run = deployed.run_to_the_end("sipflows-dispatch/dispatch", cli=False)
     assert run.state.is_completed(), (run.state, deployed.logs_of(str(run.id)))
     assert "Register: " in deployed.logs_of(str(run.id))
     assert list(outbox.glob("*.eml")), "the worker's dispatch wrote the demo's notices"
