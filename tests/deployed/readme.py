@@ -23,7 +23,7 @@ ONE_MACHINE = [
     "prefect deployment run sipflows-invitations/invitations",
     "prefect deployment run sipflows-daily-sweep/daily-sweep",
     "prefect deployment run sipflows-dispatch/dispatch",
-    "prefect flow-run ls",
+    "prefect flow-run ls --state-type COMPLETED --state-type FAILED --state-type CRASHED",
 ]
 
 SEVERAL_MACHINES = [
