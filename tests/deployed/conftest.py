@@ -40,6 +40,7 @@ SERVER_START_TIMEOUT = 180
 RUN_TIMEOUT = 240
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/deployed/" in str(item.fspath):
