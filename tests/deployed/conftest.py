@@ -71,6 +71,12 @@ class Process:
     def running(self) -> bool:
         return self.popen.poll() is None
 
+    def terminate(self) -> None:
+        """SIGTERM to the process group, without waiting."""
+        if self.running():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+
     def stop(self, timeout: float = 30) -> int | None:
         """SIGTERM to the process group (what Ctrl-C or systemd does), SIGKILL after ``timeout``."""
         if self.running():
@@ -126,6 +132,27 @@ class Deployed:
             else:
                 env[key] = value
         return env
+
+    def run_at_once(self, commands: list[list[str]], timeout: float = 180) -> list[str]:
+        """Several commands side by side (independent ones: saves their start-up time); each must exit 0."""
+        procs = [
+            subprocess.Popen(
+                args,
+                cwd=REPO,
+                env=self.child_env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                text=True,
+            )
+            for args in commands
+        ]
+        outputs = []
+        for args, proc in zip(commands, procs, strict=True):
+            out, _ = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, f"{' '.join(args)} exited {proc.returncode}:\n{out}"
+            outputs.append(out)
+        return outputs
 
     def run(
         self, args: list[str], cwd: Path = REPO, timeout: float = 180, check: bool = True, **env: str | None
@@ -299,7 +326,11 @@ def deployed(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Deploye
         request.node.user_properties.append(("prefect_server_start_s", round(time.monotonic() - started, 1)))
         yield world
     finally:
-        for process in reversed(world.processes):
+        # serve processes and workers first, all at once, then the server they talk to
+        others, server_process = world.processes[1:], world.processes[:1]
+        for process in others:
+            process.terminate()
+        for process in [*others, *server_process]:
             process.stop()
         _kill_strays(str(home))
         for process in world.processes:

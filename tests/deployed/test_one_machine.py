@@ -185,13 +185,13 @@ def test_one_machine_as_in_readme(
         assert line.startswith("prefect flow-run ls --state-type COMPLETED")
         ended = deployed.run(command(line, port), COLUMNS="200").stdout  # a wide table: nothing cut off
         assert "sipflows-dispatch" in ended and "COMPLETED" in ended
-        for listing in (
+        listings = [
             "prefect flow-run ls",
             "prefect deployment ls",
             "prefect artifact ls",
             "prefect work-pool ls",
-        ):
-            deployed.run(command(listing, port))
+        ]
+        deployed.run_at_once([command(listing, port) for listing in listings])
         deployed.mark("the CLI's list commands exit 0")
         assert next(lines, None) is None  # every README line was run
 
