@@ -150,3 +150,27 @@ def test_a_mail_server_that_is_down_fails_the_dispatch_run_and_costs_no_attempt(
     assert notices and {(n.status, n.attempts, n.last_error) for n in notices} == {
         (NoticeStatus.PENDING, 0, None)
     }
+
+
+def test_a_transport_slot_held_by_another_dispatcher_fails_the_run_after_a_bounded_wait(
+    flow_env, build, session, monkeypatch
+):
+    import flows.dispatch as dispatch_flow
+
+    _register_with_late_documentation(build, session)
+    daily_sweep(SweepParameters(date=date(2026, 11, 19)))
+    dispatch_flow.ensure_transport_limits()
+    monkeypatch.setattr(dispatch_flow, "TRANSPORT_SLOT_WAIT_SECONDS", 3)
+    with get_client(sync_client=True) as client:  # another dispatcher holds the outbox's only slot
+        taken = client.increment_concurrency_slots_with_lease(
+            names=["sipflows-transport-outbox"], slots=1, mode="concurrency", lease_duration=60
+        )
+        try:
+            state = dispatch_notices(return_state=True)
+        finally:
+            client.release_concurrency_slots_with_lease(taken.json()["lease_id"])
+    assert state.is_failed()
+    assert "sipflows-transport-outbox stayed taken for 3 s" in state.message
+    session.expire_all()
+    assert {n.status for n in session.scalars(select(Notice))} == {NoticeStatus.PENDING}  # nothing claimed
+    assert dispatch_notices()["sent"] >= 1  # the slot is free again: the next run sends
