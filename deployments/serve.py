@@ -1,10 +1,13 @@
 """Serve every deployment of ``prefect.yaml`` from one process: sipflows on a single machine.
 
-    prefect server start            # in one terminal (or PREFECT_API_URL pointing at a server)
-    python -m deployments.serve     # in another: runs each flow on its schedule
+    prefect server start            # in one terminal
+    python -m deployments.serve     # in another (PREFECT_API_URL set): runs each flow on its schedule
 
 The deployments, schedules and overlap rules are read from ``prefect.yaml`` so that the single-machine
-and the many-machine set-ups cannot drift apart.
+and the many-machine set-ups cannot drift apart. Before serving it prepares the server as
+``deployments.setup`` does (transport limits, alert block, automations), and it refuses to start when
+the server already holds the same deployments made by ``prefect deploy`` for workers: serving them
+would silently take them away from the work pool.
 """
 
 from __future__ import annotations
@@ -14,13 +17,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import typer
 import yaml
 from prefect import Flow, serve
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import ConcurrencyLimitConfig
 from prefect.deployments.runner import RunnerDeployment
+from prefect.exceptions import ObjectNotFound
 from prefect.schedules import Cron
 
-from flows.dispatch import ensure_transport_limits
+from deployments.alerts import AlertSetupError
+from deployments.setup import prepare_server, settings_or_exit
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = ROOT / "prefect.yaml"
@@ -64,9 +71,49 @@ def build_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
     return deployments
 
 
+# Served runs send a heartbeat every 30 s (Prefect's default is 180 s), so that the sipflows-silent-runs
+# automation can mark a run whose process died Crashed, freeing its concurrency slot, within two minutes.
+HEARTBEAT_SECONDS = 30
+
+
+def worker_deployments(deployments: list[RunnerDeployment]) -> list[str]:
+    """``flow/deployment`` names that the server already holds for a work pool (``prefect deploy``)."""
+    taken = []
+    with get_client(sync_client=True) as client:
+        for deployment in deployments:
+            name = f"{deployment.flow_name}/{deployment.name}"
+            try:
+                existing = client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            if existing.work_pool_name:
+                taken.append(f"{name} (work pool {existing.work_pool_name})")
+    return taken
+
+
 def main() -> None:
-    ensure_transport_limits()
-    serve(*build_deployments())
+    settings = settings_or_exit()
+    deployments = build_deployments()
+    taken = worker_deployments(deployments)
+    if taken:
+        typer.echo(
+            "error: this Prefect server already runs sipflows through workers; serving here would take "
+            "these deployments away from their work pool:\n  "
+            + "\n  ".join(taken)
+            + "\nUse one set-up per server: keep the workers (then do not serve), or delete those "
+            "deployments first (`prefect deployment delete NAME`), or point PREFECT_API_URL at another "
+            "server.",
+            err=True,
+        )
+        sys.exit(2)
+    try:
+        lines = prepare_server(settings)
+    except AlertSetupError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for line in lines:
+        typer.echo(line)
+    serve(*deployments, heartbeat_seconds=HEARTBEAT_SECONDS)
 
 
 if __name__ == "__main__":

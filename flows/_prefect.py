@@ -8,39 +8,64 @@ from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 from prefect.variables import Variable
-from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
-from sipflows.policy import EffectivePolicy, PolicyError, load_policy
+from sipflows.db import RegisterError, describe_url, open_register
+from sipflows.policy import EffectivePolicy, PolicyError, check_organisations_in, load_policy
 from sipflows.runs import policy_log_lines, policy_markdown, run_dates
-from sipflows.settings import Settings
+from sipflows.settings import Settings, SettingsError
+from sipflows.settings import load_settings as read_settings
 
 
 class ConfigurationError(RuntimeError):
-    """Settings or policy are invalid: the run stops before touching anything."""
+    """Settings, register or policy cannot be used: the run stops before touching anything."""
 
 
-def fail_loudly(flow_key: str, what: str, detail: str) -> ConfigurationError:
+def fail_loudly(flow_key: str, what: str, detail: str, verb: str = "is invalid") -> ConfigurationError:
     """Leave an artifact that says why, then hand back the exception for the flow to raise."""
     create_markdown_artifact(
         key=f"{flow_key}-configuration-error",
-        markdown=f"# {what} is invalid\n\nThe run stopped before doing anything.\n\n```\n{detail}\n```\n",
-        description=f"{what} is invalid",
+        markdown=f"# {what} {verb}\n\nThe run stopped before doing anything.\n\n```\n{detail}\n```\n",
+        description=f"{what} {verb}",
     )
-    get_run_logger().error("%s is invalid:\n%s", what, detail)
-    return ConfigurationError(f"{what} is invalid:\n{detail}")
+    get_run_logger().error("%s %s:\n%s", what, verb, detail)
+    return ConfigurationError(f"{what} {verb}:\n{detail}")
 
 
 def load_settings(flow_key: str) -> Settings:
     try:
-        return Settings()
-    except ValidationError as exc:
-        # pydantic names the field; SecretStr keeps values out of the message
+        return read_settings()
+    except SettingsError as exc:
+        # names the environment variable to fix; SecretStr keeps values out of the message
         raise fail_loudly(flow_key, "Settings", str(exc)) from None
+
+
+def open_flow_register(flow_key: str, settings: Settings) -> Engine:
+    """The register the run works on, logged without credentials; a missing one fails the run loudly."""
+    url = settings.sqlalchemy_url()
+    get_run_logger().info("Register: %s", describe_url(url))
+    try:
+        return open_register(url)
+    except RegisterError as exc:
+        raise fail_loudly(flow_key, "The register", str(exc), verb="cannot be used") from None
+
+
+def check_policy_organisations(flow_key: str, engine: Engine, policy: EffectivePolicy) -> None:
+    """An override for an organisation code the register does not hold fails the run (it never applies)."""
+    try:
+        with Session(engine) as session:
+            check_organisations_in(session, policy)
+    except PolicyError as exc:
+        engine.dispose()
+        raise fail_loudly(flow_key, "The deadline policy", str(exc)) from None
 
 
 def load_effective_policy(flow_key: str, settings: Settings) -> EffectivePolicy:
     """Defaults < the settings' TOML file < the Prefect Variable; logged so every run shows what it used."""
     try:
+        if settings.policy_file is not None and not settings.policy_file.is_file():
+            raise PolicyError(f"SIPFLOWS_POLICY_FILE={settings.policy_file}: no such file")
         variable = Variable.get(settings.policy_variable, default=None)
         if variable is not None and not isinstance(variable, dict):
             kind = type(variable).__name__

@@ -9,9 +9,16 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
-from flows._prefect import flow_run_id, load_effective_policy, load_settings, policy_artifact, this_run
+from flows._prefect import (
+    check_policy_organisations,
+    flow_run_id,
+    load_effective_policy,
+    load_settings,
+    open_flow_register,
+    policy_artifact,
+    this_run,
+)
 from sipflows.checks import ALL_CHECKS
-from sipflows.db import open_register
 from sipflows.runs import enqueued_table, sweep_counts_table
 from sipflows.sweep import run_sweep
 from sipflows.workdays import is_working_day
@@ -37,19 +44,21 @@ def daily_sweep(params: SweepParameters = SweepParameters()) -> dict[str, Any]:
     settings = load_settings("daily-sweep")
     policy = load_effective_policy("daily-sweep", settings)
     judged, now = this_run(params.date)
-    if params.date is None and not is_working_day(judged):
-        # cron cannot know Swedish holidays; the next working day's run reports the latest stage reached
-        logger.info("%s is not a Swedish working day: nothing to judge", judged)
-        create_markdown_artifact(
-            key="daily-sweep-counts",
-            markdown=f"{judged.isoformat()} is not a working day: the sweep skipped it.",
-        )
-        return {"findings": 0, "enqueued": 0, "per_check": {}}
     unknown = set(params.checks or []) - set(CHECK_NAMES)
     if unknown:
         raise ValueError(f"unknown checks {sorted(unknown)}; known: {CHECK_NAMES}")
-    engine = open_register(settings.sqlalchemy_url())
+    # the register is checked on holidays too: a missing one must not hide behind a skipped day
+    engine = open_flow_register("daily-sweep", settings)
     try:
+        check_policy_organisations("daily-sweep", engine, policy)
+        if params.date is None and not is_working_day(judged):
+            # cron cannot know Swedish holidays; the next working day's run reports the latest stage reached
+            logger.info("%s is not a Swedish working day: nothing to judge", judged)
+            create_markdown_artifact(
+                key="daily-sweep-counts",
+                markdown=f"{judged.isoformat()} is not a working day: the sweep skipped it.",
+            )
+            return {"findings": 0, "enqueued": 0, "per_check": {}}
         result = run_sweep(
             engine, judged, policy, now, settings, only=params.checks, flow_run_id=flow_run_id()
         )

@@ -1,4 +1,12 @@
-"""Dispatch: send what the ledger holds, retry with backoff, and show operations what failed and why."""
+"""Dispatch: send what the ledger holds, retry with backoff, and show operations what failed and why.
+
+A transport that cannot be used at all (server down, TLS or login refused) fails the run, naming the
+transport, host and settings to check; no notice loses an attempt over it. The flow has no retries of
+its own: the deployment runs every five minutes, and that is the retry. A failed run stays Failed for
+operations staff (and the alert automation) to see, rather than sleeping in AwaitingRetry while it holds
+the deployment's concurrency slot. Notices that end dead are announced with a Prefect event
+(``sipflows.notices.dead``) that the alert automation turns into a notification.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +18,26 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.events import emit_event
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, Field
 
-from flows._prefect import load_settings, this_run
-from sipflows.db import open_register
-from sipflows.notices.dispatch import dispatch
+from flows._prefect import load_settings, open_flow_register, this_run
+from sipflows.notices.dispatch import DispatchSummary, dispatch
 from sipflows.settings import Settings
+from sipflows.transports.base import TransportUnavailable
 from sipflows.transports.factory import make_transport
 
 TRANSPORTS: tuple[str, ...] = get_args(Settings.model_fields["transport"].annotation)
+DEAD_NOTICES_EVENT = "sipflows.notices.dead"
+# The transport slot is leased, not just taken: if the process dies (a serve process or worker killed
+# hard), the Prefect server gives the slot back when the lease runs out. 60 s is the shortest lease the
+# API accepts; the flow renews it while it runs, and the server's repossessor frees a dead run's slot
+# within about 75 s.
+TRANSPORT_SLOT_LEASE_SECONDS = 60
+# Waiting longer than this means another dispatcher really holds the slot: fail rather than queue up
+# behind it (the next scheduled run, five minutes on, tries again).
+TRANSPORT_SLOT_WAIT_SECONDS = 240
 
 
 class DispatchParameters(BaseModel):
@@ -27,30 +45,51 @@ class DispatchParameters(BaseModel):
     max_batches: int | None = Field(default=None, ge=1, description="Stop after this many batches.")
 
 
+class TransportBusy(RuntimeError):
+    """The transport's concurrency slot stayed taken: another dispatcher is using the mail server."""
+
+
 def transport_limit_name(transport: str) -> str:
     """The global concurrency limit that keeps SMTP or Exchange from being flooded by parallel dispatchers."""
     return f"sipflows-transport-{transport}"
 
 
-def ensure_transport_limits(slots: int = 1) -> None:
-    """Create the per-transport global concurrency limits the dispatch flow takes, where missing."""
+def ensure_transport_limits(slots: int = 1) -> list[str]:
+    """Create the per-transport global concurrency limits the dispatch flow takes, where missing.
+
+    Existing limits are left as they are (an operator may have raised them), and quietly: asking the
+    server to create what exists makes it log an error with a traceback. Returns the names created.
+    """
+    created = []
     with get_client(sync_client=True) as client:
         for transport in TRANSPORTS:
-            with suppress(ObjectAlreadyExists):
-                client.create_global_concurrency_limit(
-                    GlobalConcurrencyLimitCreate(name=transport_limit_name(transport), limit=slots)
-                )
+            name = transport_limit_name(transport)
+            try:
+                client.read_global_concurrency_limit_by_name(name)
+                continue
+            except ObjectNotFound:
+                pass
+            with suppress(ObjectAlreadyExists):  # another process created it in between
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=slots))
+                created.append(name)
+    return created
 
 
-@flow(name="sipflows-dispatch", retries=1, retry_delay_seconds=60)
-def dispatch_notices(params: DispatchParameters = DispatchParameters()) -> dict[str, int]:
-    """Claim due notices, send them through the configured transport, record sent / failed / dead."""
-    logger = get_run_logger()
-    settings = load_settings("dispatch")
+def _send(
+    params: DispatchParameters, settings: Settings
+) -> tuple[DispatchSummary, TransportUnavailable | None]:
     _, now = this_run(None)
-    engine = open_register(settings.sqlalchemy_url())
+    engine = open_flow_register("dispatch", settings)
+    limit = transport_limit_name(settings.transport)
+    holding = False
     try:
-        with concurrency(transport_limit_name(settings.transport), occupy=1):
+        with concurrency(
+            limit,
+            occupy=1,
+            lease_duration=TRANSPORT_SLOT_LEASE_SECONDS,
+            timeout_seconds=TRANSPORT_SLOT_WAIT_SECONDS,
+        ):
+            holding = True
             summary = dispatch(
                 engine,
                 make_transport(settings),
@@ -59,8 +98,22 @@ def dispatch_notices(params: DispatchParameters = DispatchParameters()) -> dict[
                 batch_size=params.batch_size,
                 max_batches=params.max_batches,
             )
+    except TransportUnavailable as exc:
+        return (exc.summary or DispatchSummary()), exc
+    except TimeoutError:
+        if holding:
+            raise
+        raise TransportBusy(
+            f"the concurrency slot {limit} stayed taken for {TRANSPORT_SLOT_WAIT_SECONDS} s: another "
+            f"dispatcher is using the {settings.transport} transport (see `prefect gcl inspect {limit}`); "
+            "this run sent nothing"
+        ) from None
     finally:
         engine.dispose()
+    return summary, None
+
+
+def _publish(settings: Settings, summary: DispatchSummary, outage: TransportUnavailable | None) -> None:
     create_table_artifact(
         key="dispatch-summary",
         table=[
@@ -69,9 +122,10 @@ def dispatch_notices(params: DispatchParameters = DispatchParameters()) -> dict[
                 "sent": summary.sent,
                 "failed": summary.failed,
                 "dead": summary.dead,
+                "waiting for the transport": summary.held_back,
             }
         ],
-        description="Notices sent, failed (will be retried) and dead (gave up) in this run",
+        description="Notices sent, failed (will be retried), dead (gave up) and given back untouched",
     )
     dead = set(summary.dead_ids)
     failures = [
@@ -95,6 +149,42 @@ def dispatch_notices(params: DispatchParameters = DispatchParameters()) -> dict[
                 f"**{summary.failed} failed, {summary.dead} dead** in this run: see `dispatch-failures`."
             ),
         )
+    if outage is not None:
+        settings_list = "\n".join(f"- `{name}`" for name in outage.settings) or "- the transport's settings"
+        create_markdown_artifact(
+            key="dispatch-outage",
+            markdown=(
+                f"# The {outage.transport} transport cannot be used\n\n"
+                f"**{outage.where}**: {outage.reason}\n\n"
+                f"{summary.sent} notices were sent before it stopped. {summary.held_back} claimed notices "
+                "were given back untouched: no attempt was counted, and the next dispatch sends them "
+                "once the transport works again.\n\n"
+                f"Check:\n{settings_list}\n"
+            ),
+            description=f"The {outage.transport} transport cannot be used",
+        )
+
+
+@flow(name="sipflows-dispatch")
+def dispatch_notices(params: DispatchParameters = DispatchParameters()) -> dict[str, int]:
+    """Claim due notices, send them through the configured transport, record sent / failed / dead."""
+    logger = get_run_logger()
+    settings = load_settings("dispatch")
+    summary, outage = _send(params, settings)
+    _publish(settings, summary, outage)
+    if summary.dead:
+        # the alert automation reports this to operations staff; no personal data in the event
+        emit_event(
+            event=DEAD_NOTICES_EVENT,
+            resource={
+                "prefect.resource.id": "sipflows.notice-ledger",
+                "prefect.resource.name": "notice ledger",
+            },
+            payload={"dead": summary.dead, "transport": settings.transport},
+        )
+    if outage is not None:
+        logger.error("Dispatch stopped: %s", outage)
+        raise outage
     logger.info(
         "Dispatch via %s: %d sent, %d failed, %d dead",
         settings.transport,

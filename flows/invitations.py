@@ -8,8 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from sqlalchemy.orm import Session
 
-from flows._prefect import load_settings, this_run
-from sipflows.db import open_register
+from flows._prefect import load_settings, open_flow_register, this_run
 from sipflows.notices.invitations import sync_invitations
 
 
@@ -18,7 +17,7 @@ def sync_meeting_invitations() -> dict[str, int]:
     """Queue REQUEST/CANCEL notices for every invitee whose calendar is behind the meeting (idempotent)."""
     settings = load_settings("invitations")
     _, now = this_run(None)
-    engine = open_register(settings.sqlalchemy_url())
+    engine = open_flow_register("invitations", settings)
     try:
         with Session(engine, expire_on_commit=False) as session, session.begin():
             summary = sync_invitations(session, now, settings)

@@ -8,8 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
-from flows._prefect import load_settings, this_run
-from sipflows.db import open_register
+from flows._prefect import load_settings, open_flow_register, this_run
 from sipflows.replies import PartialIngestError, ReplySummary, ingest_configured
 
 
@@ -52,7 +51,7 @@ def ingest_replies(params: RepliesParameters = RepliesParameters()) -> dict[str,
     settings = load_settings("replies")
     _, now = this_run(None)
     logger = get_run_logger()
-    engine = open_register(settings.sqlalchemy_url())
+    engine = open_flow_register("replies", settings)
     try:
         summaries = ingest_configured(
             engine, settings, now, since=now - timedelta(days=params.calendar_lookback_days)

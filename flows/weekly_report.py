@@ -8,8 +8,13 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
-from flows._prefect import load_effective_policy, load_settings, this_run
-from sipflows.db import open_register
+from flows._prefect import (
+    check_policy_organisations,
+    load_effective_policy,
+    load_settings,
+    open_flow_register,
+    this_run,
+)
 from sipflows.report import last_week_ending, markdown_summary, table_rows, weekly_report
 from sipflows.timeutil import local_date
 
@@ -27,7 +32,8 @@ def weekly_report_flow(params: WeeklyReportParameters = WeeklyReportParameters()
     policy = load_effective_policy("weekly-report", settings)
     _, now = this_run(None)
     week_ending = params.week_ending or last_week_ending(local_date(now))
-    engine = open_register(settings.sqlalchemy_url())
+    engine = open_flow_register("weekly-report", settings)
+    check_policy_organisations("weekly-report", engine, policy)
     try:
         report = weekly_report(
             engine,

@@ -3,14 +3,16 @@
 Layers, lowest first: built-in defaults < the administrator's TOML file < a Prefect Variable (when the
 flows run under Prefect). Each layer may also hold per-organisation overrides under
 ``[organisations."<organisation code>"]``. Unknown keys, wrong types and nonsensical values are refused
-with a message naming the key.
+with a message naming the key; so is an override for an organisation code the register does not hold
+(:func:`check_organisations`): a typo such as ``KOP-IF0`` for ``KOP-IFO`` would otherwise never apply.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -342,3 +344,29 @@ def load_policy(
 
 def default_policy() -> EffectivePolicy:
     return build_policy([])
+
+
+def check_organisations(effective: EffectivePolicy, known_codes: Iterable[str]) -> None:
+    """Refuse overrides for organisation codes that are not in the register: they would never apply."""
+    known = set(known_codes)
+    unknown = sorted(set(effective.overrides) - known)
+    if not unknown:
+        return
+    lines = []
+    for code in unknown:
+        origins = effective.override_origins.get(code, {})
+        source = next(iter(origins.values()), "policy").split(" [organisations.")[0]
+        close = difflib.get_close_matches(code, sorted(known), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{source}: organisations.{code}: no organisation with this code in the register{hint}")
+    raise PolicyError("\n".join(lines))
+
+
+def check_organisations_in(session: Any, effective: EffectivePolicy) -> None:
+    """:func:`check_organisations` against the organisation codes of the register ``session`` reads."""
+    from sqlalchemy import select
+
+    from sipflows.models import Organisation
+
+    if effective.overrides:
+        check_organisations(effective, session.scalars(select(Organisation.code)))

@@ -1,15 +1,17 @@
 """Settings from the environment (prefix ``SIPFLOWS_``) or a ``.env`` file.
 
-Credentials are ``SecretStr`` so that they never print in logs, reprs or exceptions.
+Credentials are ``SecretStr`` so that they never print in logs, reprs or exceptions. A wrong value is
+reported by :func:`load_settings` as ``SettingsError`` naming the environment variable a person sets
+(``SIPFLOWS_SMTP_PORT``), never the Python field (``smtp_port``), and never a secret's value.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -41,9 +43,12 @@ class Settings(BaseSettings):
     )
     mail_domain: str = "sipflows.local"
     batch_size: int = Field(default=200, ge=1)
-    max_attempts: int = Field(default=6, ge=1)
+    # A notice that keeps failing is tried after 1, 2, 4, ... 128 minutes, then every 3 hours: its 16th
+    # and last try comes 25 h 15 min after the first (README: "Dispatch"). An outage of the transport
+    # itself costs no attempts at all.
+    max_attempts: int = Field(default=16, ge=1)
     backoff_base_seconds: float = Field(default=60.0, gt=0)
-    backoff_max_seconds: float = Field(default=6 * 3600.0, gt=0)
+    backoff_max_seconds: float = Field(default=3 * 3600.0, gt=0)
     claim_lease_seconds: int = Field(default=600, ge=10)
 
     # SMTP
@@ -106,6 +111,18 @@ class Settings(BaseSettings):
     )
     replies_dir: Path | None = None
 
+    # alerts to operations staff: the Prefect notification block the sipflows automations send through
+    alerts_webhook_url: SecretStr | None = Field(
+        default=None, description="Where alerts go: a webhook URL (generic, or a Teams workflow URL)."
+    )
+    alerts_kind: Literal["webhook", "teams"] = Field(
+        default="webhook", description="webhook: a generic JSON POST; teams: Microsoft Teams."
+    )
+    alerts_block: str | None = Field(
+        default=None,
+        description="Send through this existing Prefect notification block instead ('<type-slug>/<name>').",
+    )
+
     @field_validator("organizer_address")
     @classmethod
     def _plain_address(cls, value: str | None) -> str | None:
@@ -128,6 +145,43 @@ class Settings(BaseSettings):
         return f"sqlite:///{(self.data_dir / 'sipflows.sqlite').as_posix()}"
 
 
+ENV_PREFIX = "SIPFLOWS_"
+_SECRET_FIELDS = frozenset(
+    name for name, info in Settings.model_fields.items() if "SecretStr" in str(info.annotation)
+)
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names the environment variable to fix."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a settings field: ``smtp_port`` -> ``SIPFLOWS_SMTP_PORT``."""
+    return f"{ENV_PREFIX}{field.upper()}"
+
+
+def settings_error(exc: ValidationError) -> SettingsError:
+    """pydantic's error, told in the names a person sets (values of secrets are never shown)."""
+    lines = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else ""
+        name = env_name(field) if field in Settings.model_fields else field or "settings"
+        got = ""
+        if field not in _SECRET_FIELDS and "input" in err and not isinstance(err["input"], dict):
+            text = repr(err["input"])
+            got = f" (got {text if len(text) <= 60 else text[:59] + '…'})"
+        lines.append(f"{name}: {err['msg']}{got}")
+    return SettingsError("invalid settings (from the environment or .env):\n" + "\n".join(lines))
+
+
+def load_settings(**values: Any) -> Settings:
+    """Settings from the environment and ``.env`` (and ``values``); ``SettingsError`` names what is wrong."""
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        raise settings_error(exc) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

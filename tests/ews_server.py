@@ -242,6 +242,11 @@ class EwsServer:
         with self._lock:
             self._failures.append(_Failure(operation, status, response_code, back_off_ms, times))
 
+    def recover(self) -> None:
+        """Forget every failure still planned: the server is healthy again."""
+        with self._lock:
+            self._failures.clear()
+
     def set_response(self, item_id: str, email: str, response_type: str, when: datetime | None) -> None:
         """Play an attendee's answer into the organiser's item, as Exchange does on a meeting response."""
         with self._lock:

@@ -11,15 +11,21 @@ from datetime import UTC, date, datetime, timedelta
 
 import icalendar
 import pytest
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from sipflows.models import Invitation, Meeting, Notice, NoticeStatus
-from sipflows.notices.dispatch import backoff, claim, dispatch
+from sipflows.notices.dispatch import backoff, claim, dispatch, retry_schedule, retry_window
 from sipflows.notices.ledger import NoticeDraft, enqueue, requeue_dead
 from sipflows.settings import Settings
-from sipflows.transports.base import OutgoingMessage, PermanentSendError, SendResult, TransientSendError
+from sipflows.transports.base import (
+    OutgoingMessage,
+    PermanentSendError,
+    SendResult,
+    TransientSendError,
+    TransportUnavailable,
+)
 from sipflows.transports.smtp import SmtpTransport
 from tests import smtp_server as smtp_helpers
 from tests.factories import SECRETS
@@ -99,6 +105,24 @@ def ledger(engine: Engine) -> dict[str, Notice]:
         return {n.key: n for n in s.scalars(select(Notice).order_by(Notice.id))}
 
 
+def lease_now(engine: Engine) -> datetime:
+    """The clock leases run on: PostgreSQL's own, or this machine's for SQLite."""
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            value = conn.execute(text("SELECT now()")).scalar_one()
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+    return datetime.now(UTC)
+
+
+def age_claims(engine: Engine, seconds: float) -> None:
+    """Let ``seconds`` pass on the lease clock for every live claim (as if the lease were running out)."""
+    with Session(engine) as s, s.begin():
+        for n in s.scalars(select(Notice).where(Notice.claimed_until.is_not(None))):
+            assert n.claimed_until is not None
+            n.claimed_until -= timedelta(seconds=seconds)
+
+
 def fast_settings(server: SmtpTestServer | None = None, **kw: object) -> Settings:
     values: dict[str, object] = {
         "backoff_base_seconds": 60.0,
@@ -150,18 +174,35 @@ def test_backoff_doubles_from_the_base_and_stops_at_the_maximum():
 def test_claim_takes_due_notices_in_order_and_never_a_live_claim(engine):
     add(engine, [draft(n) for n in range(1, 6)])
     add(engine, [draft(9)], now=NOW + timedelta(hours=1))  # not due yet
+    before = lease_now(engine)
     first = claim(engine, NOW, 3, "worker-a", 600)
     second = claim(engine, NOW, 3, "worker-b", 600)
+    after = lease_now(engine)
     assert [r["key"] for r in first] == [draft(n).key for n in (1, 2, 3)]
     assert [r["key"] for r in second] == [draft(n).key for n in (4, 5)]
     assert claim(engine, NOW, 3, "worker-c", 600) == []
     rows = ledger(engine)
     assert {rows[draft(n).key].claimed_by for n in (1, 2, 3)} == {"worker-a"}
-    assert rows[draft(4).key].claimed_until == NOW + timedelta(seconds=600)
+    # the lease runs on the lease clock (the database's on PostgreSQL), not on the run's NOW
+    until = rows[draft(4).key].claimed_until
+    assert until is not None and before + timedelta(seconds=600) <= until <= after + timedelta(seconds=600)
     assert rows[draft(9).key].claimed_by is None
     # an expired lease (a dispatcher that died) is claimable again; the later notice is due by then
+    age_claims(engine, 601)
     later = claim(engine, NOW + timedelta(hours=1), 10, "worker-d", 600)
     assert [r["key"] for r in later] == [draft(n).key for n in (1, 2, 3, 4, 5, 9)]
+
+
+def test_a_clock_ahead_or_a_given_now_never_takes_over_a_live_claim(engine):
+    """Two dispatchers, one of them 11 minutes ahead (or run with --now by hand): no notice twice."""
+    add(engine, [draft(n) for n in range(1, 41)])
+    honest = claim(engine, NOW, 20, "on-time", 600)
+    ahead = claim(engine, NOW + timedelta(minutes=11), 40, "eleven-minutes-ahead", 600)
+    far = claim(engine, NOW + timedelta(days=3), 40, "given-now", 600)
+    keys = [r["key"] for r in honest + ahead + far]
+    assert len(honest) == 20 and len(ahead) == 20 and far == []
+    assert len(keys) == len(set(keys)) == 40  # every notice claimed once, none taken over
+    assert {n.claimed_by for n in ledger(engine).values()} == {"on-time", "eleven-minutes-ahead"}
 
 
 def test_smtp_dispatch_delivers_exactly_what_the_ledger_holds(engine, session, build, smtp_server):
@@ -263,38 +304,107 @@ def test_temporary_refusal_is_retried_with_backoff_then_sent_once(engine, smtp_s
     assert [d.rcpt_tos[0] for d in smtp_server.deliveries].count("full@region.example.se") == 1
 
 
-def test_server_down_backs_off_exponentially_and_recovery_sends_once(engine):
+def test_server_down_costs_no_attempts_and_recovery_sends_once(engine):
     add(engine, [draft(1), draft(2)])
-    settings = fast_settings(None, max_attempts=5)  # a free port where nobody listens
-    times = [NOW]
-    for attempt in (1, 2, 3):
-        summary = dispatch(engine, SmtpTransport(settings), times[-1], settings)
-        assert (summary.sent, summary.failed, summary.dead) == (0, 2, 0)
-        assert all("cannot reach SMTP" in f.reason for f in summary.failures)
-        rows = ledger(engine)
-        expected_next = times[-1] + timedelta(seconds=60 * 2 ** (attempt - 1))
-        for n in rows.values():
-            assert (n.status, n.attempts, n.next_attempt_at) == (NoticeStatus.FAILED, attempt, expected_next)
-            assert n.claimed_until is None
-        times.append(expected_next)
+    settings = fast_settings(None, max_attempts=2)  # a free port where nobody listens
+    for minutes in (0, 5, 10, 60, 24 * 60):  # far longer than every retry the notices have
+        with pytest.raises(TransportUnavailable) as raised:
+            dispatch(engine, SmtpTransport(settings), NOW + timedelta(minutes=minutes), settings)
+        assert f"127.0.0.1:{settings.smtp_port}" in str(raised.value)
+        assert raised.value.settings == ("SIPFLOWS_SMTP_HOST", "SIPFLOWS_SMTP_PORT")
+        done = raised.value.summary
+        assert (done.sent, done.failed, done.dead, done.held_back) == (0, 0, 0, 2)
+        for n in ledger(engine).values():  # untouched: no attempt counted, no backoff, no claim
+            assert (n.status, n.attempts, n.next_attempt_at, n.claimed_until, n.last_error) == (
+                NoticeStatus.PENDING,
+                0,
+                NOW,
+                None,
+                None,
+            )
 
     server = start_smtp_server(port=settings.smtp_port)
     try:
-        summary = dispatch(engine, SmtpTransport(settings), times[-1], settings)
+        later = NOW + timedelta(days=1, minutes=5)
+        summary = dispatch(engine, SmtpTransport(settings), later, settings)
         assert summary.sent == 2
         assert sorted(d.message["Message-ID"] for d in server.deliveries) == sorted(
             n.message_id for n in ledger(engine).values()
         )
-        assert dispatch(engine, SmtpTransport(settings), times[-1] + timedelta(days=1), settings).sent == 0
+        assert dispatch(engine, SmtpTransport(settings), later + timedelta(days=1), settings).sent == 0
         assert len(server.deliveries) == 2
     finally:
         server.stop()
-    assert {(n.status, n.attempts) for n in ledger(engine).values()} == {(NoticeStatus.SENT, 4)}
+    assert {(n.status, n.attempts) for n in ledger(engine).values()} == {(NoticeStatus.SENT, 1)}
+
+
+def test_a_server_that_dies_mid_batch_gives_the_rest_back(engine):
+    add(engine, [draft(n) for n in range(1, 6)])
+    server = start_smtp_server()
+    settings = fast_settings(server)
+    try:
+
+        class DiesAfterTwo(SmtpTransport):
+            def send(self, message: OutgoingMessage) -> SendResult:
+                if message.key == draft(3).key:
+                    server.stop()  # the server goes away before the third notice
+                return super().send(message)
+
+        with pytest.raises(TransportUnavailable, match="cannot connect") as raised:
+            dispatch(engine, DiesAfterTwo(settings), NOW, settings)
+    finally:
+        server.stop()
+    done = raised.value.summary
+    rows = ledger(engine)
+    assert [d.message["Message-ID"] for d in server.deliveries] == [
+        rows[draft(n).key].message_id for n in (1, 2)
+    ]
+    assert [(rows[draft(n).key].status, rows[draft(n).key].attempts) for n in range(1, 6)] == [
+        (NoticeStatus.SENT, 1),
+        (NoticeStatus.SENT, 1),
+        # the third lost its connection mid-message (it may even have arrived): one attempt, retried
+        (NoticeStatus.FAILED, 1),
+        (NoticeStatus.PENDING, 0),
+        (NoticeStatus.PENDING, 0),
+    ]
+    assert (done.sent, done.failed, done.held_back) == (2, 1, 2)
+    assert all(n.claimed_until is None for n in rows.values())
+
+
+def test_default_retries_let_a_notice_fail_for_a_day_before_it_is_dead():
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    schedule = retry_schedule(settings)
+    assert len(schedule) == settings.max_attempts - 1 == 15
+    assert [w.total_seconds() / 60 for w in schedule[:8]] == [1, 2, 4, 8, 16, 32, 64, 128]
+    assert set(schedule[8:]) == {timedelta(hours=3)}
+    assert timedelta(hours=24) <= retry_window(settings) == timedelta(hours=25, minutes=15)
+
+
+def test_a_refused_recipient_survives_a_day_of_retries_then_is_dead(engine, smtp_server):
+    """Per-notice failures, with the default retry settings, every five minutes for 26 hours."""
+    add(engine, [draft(1, address="full@region.example.se"), draft(2)])
+    smtp_server.refuse("full@region.example.se", "452 4.2.2 mailbox full")
+    settings = settings_for(smtp_server)  # the defaults: max_attempts, backoff
+    when, first_failure, dead_at = NOW, None, None
+    while when <= NOW + timedelta(hours=26):
+        dispatch(engine, SmtpTransport(settings), when, settings)
+        n = ledger(engine)[draft(1).key]
+        if n.attempts and first_failure is None:
+            first_failure = when
+        if n.status == NoticeStatus.DEAD:
+            dead_at = when
+            break
+        when += timedelta(minutes=5)  # the dispatch deployment's schedule
+    assert first_failure == NOW and dead_at is not None
+    assert dead_at - first_failure >= timedelta(hours=24)
+    n = ledger(engine)[draft(1).key]
+    assert (n.attempts, n.status) == (settings.max_attempts, NoticeStatus.DEAD)
+    assert ledger(engine)[draft(2).key].status == NoticeStatus.SENT
 
 
 def test_after_max_attempts_a_notice_is_dead_and_never_sent(engine, smtp_server):
     add(engine, [draft(1, address="full@region.example.se")])
-    smtp_server.refuse("full@region.example.se", "421 4.7.0 try again later")
+    smtp_server.refuse("full@region.example.se", "450 4.2.1 mailbox busy, try again later")
     settings = fast_settings(smtp_server, max_attempts=3)
     when = NOW
     statuses = []
@@ -410,16 +520,32 @@ def test_meeting_info_is_loaded_for_the_whole_batch_without_personal_data(engine
         assert not any(secret in text for secret in SECRETS)
 
 
-def test_a_transport_that_cannot_open_fails_its_batch_and_stops_the_run(engine):
+def test_a_transport_that_cannot_open_gives_its_batch_back_and_raises(engine):
     add(engine, [draft(n) for n in range(1, 6)])
     transport = RecordingTransport(open_error=TransientSendError("cannot reach SMTP mail:25: refused"))
-    summary = dispatch(engine, transport, NOW, fast_settings(), batch_size=2)
-    assert (summary.batches, summary.failed, summary.sent) == (1, 2, 0)
+    with pytest.raises(TransportUnavailable, match="cannot reach SMTP mail:25") as raised:
+        dispatch(engine, transport, NOW, fast_settings(), batch_size=2)
+    done = raised.value.summary
+    assert (done.batches, done.failed, done.sent, done.held_back) == (1, 0, 0, 2)
     rows = ledger(engine)
-    assert [(n.status, n.attempts) for n in rows.values()] == [(NoticeStatus.FAILED, 1)] * 2 + [
-        (NoticeStatus.PENDING, 0)
-    ] * 3
-    assert all(n.claimed_until is None for n in rows.values())
+    assert [(n.status, n.attempts) for n in rows.values()] == [(NoticeStatus.PENDING, 0)] * 5
+    assert all(n.claimed_until is None and n.last_error is None for n in rows.values())
+
+
+def test_unavailable_while_sending_gives_the_notice_back_without_an_attempt(engine):
+    add(engine, [draft(n) for n in range(1, 5)])
+    down = TransportUnavailable("recording", "test server", "421 service not available", ("SETTING",))
+    transport = RecordingTransport(fail={draft(3).key: down, draft(2).key: PermanentSendError("550 gone")})
+    with pytest.raises(TransportUnavailable):
+        dispatch(engine, transport, NOW, fast_settings())
+    rows = ledger(engine)
+    assert [(rows[draft(n).key].status, rows[draft(n).key].attempts) for n in range(1, 5)] == [
+        (NoticeStatus.SENT, 1),
+        (NoticeStatus.DEAD, 1),  # a per-notice refusal still counts for that notice alone
+        (NoticeStatus.PENDING, 0),
+        (NoticeStatus.PENDING, 0),
+    ]
+    assert transport.closed == 1 and all(n.claimed_until is None for n in rows.values())
 
 
 def test_batches_loop_until_nothing_is_due_or_max_batches(engine):
@@ -441,7 +567,8 @@ def test_an_interrupted_batch_gives_back_the_claims_it_did_not_use(engine):
     rows = ledger(engine)
     assert rows[draft(1).key].status == NoticeStatus.SENT
     # the interrupted one may have gone out: it stays claimed until its lease ends (at-least-once)
-    assert rows[draft(2).key].claimed_until == NOW + timedelta(seconds=600)
+    until = rows[draft(2).key].claimed_until
+    assert until is not None and until > lease_now(engine) + timedelta(seconds=590)
     assert rows[draft(3).key].claimed_until is None and rows[draft(4).key].claimed_until is None
     again = RecordingTransport()
     dispatch(engine, again, NOW, fast_settings())
@@ -452,22 +579,37 @@ def test_a_long_run_keeps_its_claims_live_and_never_sends_on_a_stale_one(engine)
     """Leases follow the time the run has taken: a later dispatcher cannot take over a slow batch."""
     add(engine, [draft(n) for n in range(1, 6)])
     elapsed = [0.0]
-    seen: list[tuple[str, datetime]] = []
+    seen: list[tuple[str, datetime, datetime]] = []
+    sqlite = engine.dialect.name == "sqlite"
+
+    def lease_clock() -> datetime:  # SQLite's leases: this machine's clock, here advanced by the test
+        return NOW + timedelta(seconds=elapsed[0])
+
+    def clock_now() -> datetime:
+        return lease_clock() if sqlite else lease_now(engine)
 
     class SlowTransport(RecordingTransport):
         def send(self, message: OutgoingMessage) -> SendResult:
             with Session(engine) as s:
                 claimed_until = s.scalar(select(Notice.claimed_until).where(Notice.id == message.notice_id))
-            seen.append((message.key, claimed_until))
+            assert claimed_until is not None
+            seen.append((message.key, claimed_until, clock_now()))
             elapsed[0] += 200  # each send takes 200 s of a 600 s lease
             return super().send(message)
 
     settings = fast_settings(claim_lease_seconds=600)
-    summary = dispatch(engine, SlowTransport(), NOW, settings, clock=lambda: elapsed[0])
+    summary = dispatch(
+        engine, SlowTransport(), NOW, settings, clock=lambda: elapsed[0], lease_clock=lease_clock
+    )
 
     assert (summary.sent, summary.batches) == (5, 3)  # each batch stops at half its lease
-    assert [k for k, _ in seen] == [draft(n).key for n in range(1, 6)]
-    assert [until - NOW for _, until in seen] == [timedelta(seconds=s) for s in (600, 600, 1000, 1000, 1400)]
+    assert [k for k, _, _ in seen] == [draft(n).key for n in range(1, 6)]
+    # every send happened on a claim live for at least the other half of its lease
+    assert all(until - at >= timedelta(seconds=390) for _, until, at in seen)
+    if sqlite:
+        assert [until - NOW for _, until, _ in seen] == [
+            timedelta(seconds=s) for s in (600, 600, 1000, 1000, 1400)
+        ]
     rows = ledger(engine)
     assert all(n.status == NoticeStatus.SENT and n.sent_at == NOW for n in rows.values())
 

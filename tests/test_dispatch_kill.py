@@ -25,7 +25,7 @@ from sipflows.notices.dispatch import dispatch
 from sipflows.transports.smtp import SmtpTransport
 from tests import smtp_server as smtp_helpers
 from tests.smtp_server import SmtpTestServer, settings_for
-from tests.test_dispatch import NOW, add, draft, invitation_draft, ledger
+from tests.test_dispatch import NOW, add, age_claims, draft, invitation_draft, lease_now, ledger
 
 smtp_server = smtp_helpers.smtp_server  # the fixture
 
@@ -133,9 +133,11 @@ def test_killed_between_send_and_record_resends_the_same_message_once(
     script = tmp_path / "child.py"
     script.write_text(CHILD)
 
+    before = lease_now(engine)
     code, summary, err = finish(
         start_child(script, child_args(smtp_server, db_url, NOW), crash_key=invitation.key)
     )
+    after = lease_now(engine)
 
     assert code == 137 and summary is None, err
     arrived = [d.message["Message-ID"] for d in smtp_server.deliveries]
@@ -144,8 +146,9 @@ def test_killed_between_send_and_record_resends_the_same_message_once(
     crashed = rows[invitation.key]
     # ...but was never recorded
     assert (crashed.status, crashed.attempts, crashed.sent_at) == (NoticeStatus.PENDING, 0, None)
-    # the lease runs from the moment of the claim: the run's now plus the child's few seconds so far
-    assert NOW + timedelta(seconds=LEASE) <= crashed.claimed_until < NOW + timedelta(seconds=LEASE + 60)
+    # the lease runs from the moment of the claim on the lease clock (the database's on PostgreSQL)
+    assert crashed.claimed_until is not None
+    assert before + timedelta(seconds=LEASE) <= crashed.claimed_until <= after + timedelta(seconds=LEASE)
     assert [rows[d.key].status for d in drafts] == [NoticeStatus.SENT] * 2 + [NoticeStatus.PENDING] * 3
     with Session(engine) as s:
         assert s.scalar(select(Invitation.sent_at).where(Invitation.contact_id == r["r"].id)) is None
@@ -155,6 +158,7 @@ def test_killed_between_send_and_record_resends_the_same_message_once(
     waiting = dispatch(engine, SmtpTransport(settings), NOW + timedelta(minutes=5), settings)
     assert (waiting.batches, waiting.sent) == (0, 0)
 
+    age_claims(engine, LEASE + 1)  # the lease runs out
     later = NOW + timedelta(seconds=LEASE + 60)
     rerun = dispatch(engine, SmtpTransport(settings), later, settings)
     assert (rerun.sent, rerun.failed, rerun.dead) == (3, 0, 0)

@@ -25,6 +25,7 @@ from sipflows.transports.base import (
     PermanentSendError,
     SendResult,
     TransientSendError,
+    TransportUnavailable,
 )
 from sipflows.transports.exchange import ExchangeConfigurationError, ExchangeTransport, exchange_item_uid
 from tests.ews_server import EwsServer, iter_requests
@@ -278,14 +279,26 @@ def test_rejected_recipient_is_a_permanent_error(ews: EwsServer) -> None:
     ],
     ids=["server-busy", "http-503", "http-500"],
 )
-def test_server_trouble_is_a_transient_error(ews: EwsServer, failure: dict[str, object]) -> None:
+def test_server_trouble_is_the_transport_unavailable(ews: EwsServer, failure: dict[str, object]) -> None:
     ews.fail("CreateItem", times=50, **failure)  # type: ignore[arg-type]
 
-    with pytest.raises(TransientSendError) as raised:
+    with pytest.raises(TransportUnavailable) as raised:
         send(exchange_settings(ews), outgoing(meeting=meeting_info()))
+    assert raised.value.settings == ("SIPFLOWS_EXCHANGE_SERVICE_ENDPOINT",)
+    assert ews.url in str(raised.value)
     assert PASSWORD not in str(raised.value)
     assert raised.value.__cause__ is None and raised.value.__suppress_context__  # no exchangelib chain
     assert ews.calendar_items() == [] and ews.sent == []
+
+
+def test_a_fault_about_one_item_fails_that_notice_alone(ews: EwsServer) -> None:
+    ews.fail("CreateItem", response_code="ErrorInternalServerError", times=1)
+
+    with ExchangeTransport(exchange_settings(ews)) as transport:
+        with pytest.raises(TransientSendError, match="ErrorInternalServerError"):
+            transport.send(outgoing(meeting=meeting_info()))
+        transport.send(outgoing(key="reminder:next"))  # the service itself is fine
+    assert len(ews.sent) == 1
 
 
 def test_a_short_busy_spell_is_ridden_out(ews: EwsServer) -> None:
@@ -308,14 +321,77 @@ def test_credentials_never_reach_errors_or_logs(ews: EwsServer, caplog: pytest.L
     ]
 
     send(exchange_settings(ews), outgoing(meeting=meeting_info()), outgoing(key="reminder:x"))
-    with pytest.raises(TransientSendError) as raised:
+    with pytest.raises(TransportUnavailable) as raised:
         send(exchange_settings(ews, exchange_password=SecretStr(wrong)), outgoing(key="reminder:y"))
+    assert "refused our login (HTTP 401)" in str(raised.value)
+    assert raised.value.settings == (
+        "SIPFLOWS_EXCHANGE_AUTH",
+        "SIPFLOWS_EXCHANGE_USERNAME",
+        "SIPFLOWS_EXCHANGE_PASSWORD",
+    )
 
     assert "Authorization" in caplog.text  # exchangelib did log its request headers ...
     for secret in (PASSWORD, wrong, *basic):
         assert secret not in caplog.text  # ... with the credentials scrubbed
         assert secret not in str(raised.value)
     assert len(ews.sent) == 2
+
+
+def test_an_endpoint_nobody_answers_is_the_transport_unavailable() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again below: connections are refused
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        transport="exchange",
+        exchange_service_endpoint=f"http://127.0.0.1:{port}/EWS/Exchange.asmx",
+        exchange_auth="basic",
+        exchange_username=USER,
+        exchange_password=SecretStr(PASSWORD),
+        exchange_primary_smtp_address=MAILBOX,
+        exchange_max_wait_seconds=1,
+    )
+    with pytest.raises(TransportUnavailable) as raised:
+        send(settings, outgoing(meeting=meeting_info()))
+    assert f"127.0.0.1:{port}" in str(raised.value) and "SIPFLOWS_EXCHANGE_SERVICE_ENDPOINT" in str(
+        raised.value
+    )
+    assert PASSWORD not in str(raised.value)
+
+
+def test_an_exchange_outage_costs_no_notice_an_attempt(engine, ews: EwsServer) -> None:
+    from sipflows.notices.dispatch import dispatch
+
+    now = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+    with Session(engine) as s, s.begin():
+        enqueue(
+            s,
+            [
+                NoticeDraft(
+                    key=f"documentation.reminder:case:{n}",
+                    kind="documentation.reminder",
+                    address=f"person{n}@kommun.example.se",
+                    subject="Påminnelse",
+                    body_text="Hej",
+                    body_html="<p>Hej</p>",
+                )
+                for n in (1, 2, 3)
+            ],
+            now,
+            "sipflows.test",
+        )
+    settings = exchange_settings(ews)
+    ews.fail("CreateItem", times=50, status=503)
+    with pytest.raises(TransportUnavailable) as raised:
+        dispatch(engine, ExchangeTransport(settings), now, settings)
+    assert raised.value.summary.held_back == 3
+    with Session(engine) as s:
+        assert {(n.status, n.attempts) for n in s.scalars(select(Notice))} == {(NoticeStatus.PENDING, 0)}
+    ews.recover()
+    assert dispatch(engine, ExchangeTransport(settings), now + timedelta(hours=2), settings).sent == 3
+    assert len(ews.sent) == 3
 
 
 def test_secret_comes_lazily_from_the_credentials_block(ews: EwsServer) -> None:

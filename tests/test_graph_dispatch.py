@@ -27,7 +27,7 @@ from sipflows.settings import Settings
 from sipflows.transports.graph import BOOKING_PROPERTY, MEETING_PROPERTY, GraphTransport, booking_key
 from tests.factories import SECRETS, local
 from tests.graph_server import GraphServer
-from tests.test_dispatch import add, draft, invitation_draft, ledger
+from tests.test_dispatch import add, age_claims, draft, invitation_draft, ledger
 from tests.test_graph import MAILBOX, SECRET, Naps, graph_settings
 
 TODAY = date(2026, 3, 2)  # Monday
@@ -238,6 +238,7 @@ def test_killed_between_send_and_record_books_one_event(
         None,
     )  # ... the ledger does not know
 
+    age_claims(engine, LEASE + 60)  # the killed dispatcher's lease runs out
     later = NOW + timedelta(seconds=LEASE + 60)
     rerun = dispatch(engine, GraphTransport(settings), later, settings)
 

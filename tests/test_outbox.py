@@ -26,6 +26,7 @@ from sipflows.notices.mime import (
     sender_address,
 )
 from sipflows.settings import Settings
+from sipflows.transports.base import TransportUnavailable
 from sipflows.transports.factory import make_transport
 from sipflows.transports.outbox import OutboxTransport, eml_filename
 from sipflows.transports.smtp import SmtpTransport
@@ -146,14 +147,15 @@ def test_bad_attachment_data_is_named(data, complaint):
         attachments_from_json(data)
 
 
-def test_an_unwritable_outbox_is_a_transient_failure(engine, tmp_path):
+def test_an_unwritable_outbox_is_the_transport_unavailable(engine, tmp_path):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the outbox should be")
     add(engine, [draft(1)])
-    summary = dispatch(engine, OutboxTransport(blocker / "outbox", SENDER), NOW, Settings(_env_file=None))
-    assert (summary.sent, summary.failed) == (0, 1)
+    with pytest.raises(TransportUnavailable) as raised:
+        dispatch(engine, OutboxTransport(blocker / "outbox", SENDER), NOW, Settings(_env_file=None))
+    assert raised.value.settings == ("SIPFLOWS_OUTBOX_DIR",) and str(blocker / "outbox") in str(raised.value)
     n = ledger(engine)[draft(1).key]
-    assert n.status == NoticeStatus.FAILED and "outbox folder" in (n.last_error or "")
+    assert (n.status, n.attempts, n.last_error) == (NoticeStatus.PENDING, 0, None)  # no attempt lost
 
 
 def test_make_transport_picks_by_settings_and_loads_exchange_only_when_chosen(tmp_path):

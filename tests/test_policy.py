@@ -10,9 +10,32 @@ from typer.testing import CliRunner
 
 from sipflows.cli import app
 from sipflows.models import Severity
-from sipflows.policy import Layer, PolicyError, build_policy, default_policy, load_policy
+from sipflows.policy import (
+    Layer,
+    PolicyError,
+    build_policy,
+    check_organisations,
+    check_organisations_in,
+    default_policy,
+    load_policy,
+)
 
 runner = CliRunner()
+
+
+@pytest.fixture
+def register_env(db_url, build, session, monkeypatch):
+    """The CLI pointed at a register holding the standard region (KOP-IFO, RV-VC-KOP, FK, KOP-SKOLA)."""
+    from sipflows.settings import get_settings
+
+    build.standard_region()
+    build.org("BUP")
+    session.commit()
+    monkeypatch.setenv("SIPFLOWS_DATABASE_URL", db_url)
+    monkeypatch.delenv("SIPFLOWS_POLICY_FILE", raising=False)
+    get_settings.cache_clear()
+    yield db_url
+    get_settings.cache_clear()
 
 
 def test_defaults_match_the_agreements():
@@ -91,7 +114,43 @@ def test_bad_values_are_refused_naming_the_key(data, expected):
     assert "admin.toml" in str(exc.value)
 
 
-def test_cli_check_valid_and_invalid(tmp_path: Path):
+def test_an_override_for_an_organisation_not_in_the_register_is_refused():
+    effective = build_policy(
+        [Layer("admin.toml", {"organisations": {"KOP-IF0": {"documentation": {"due_working_days": 3}}}})]
+    )
+    with pytest.raises(PolicyError) as exc:
+        check_organisations(effective, {"KOP-IFO", "RV-VC-KOP"})
+    assert str(exc.value) == (
+        "admin.toml: organisations.KOP-IF0: no organisation with this code in the register "
+        "(did you mean KOP-IFO?)"
+    )
+    check_organisations(effective, {"KOP-IF0"})  # known: accepted
+    check_organisations(default_policy(), set())  # no overrides: nothing to check
+
+
+def test_overrides_are_checked_against_the_register_on_both_databases(build, session):
+    build.standard_region()
+    session.commit()
+    good = build_policy([Layer("p.toml", {"organisations": {"FK": {"deviations": {"reply_days": 30}}}})])
+    check_organisations_in(session, good)
+    bad = build_policy([Layer("p.toml", {"organisations": {"FK-X": {"deviations": {"reply_days": 30}}}})])
+    with pytest.raises(PolicyError, match="organisations.FK-X: no organisation with this code"):
+        check_organisations_in(session, bad)
+
+
+def test_cli_check_refuses_an_unknown_organisation_code(tmp_path: Path, register_env):
+    typo = tmp_path / "typo.toml"
+    typo.write_text('[organisations."KOP-IF0".documentation]\ndue_working_days = 3\n')
+    result = runner.invoke(app, ["policy", "check", str(typo)])
+    assert result.exit_code == 1
+    assert "organisations.KOP-IF0: no organisation with this code in the register" in result.output
+    assert "did you mean KOP-IFO?" in result.output
+    right = tmp_path / "right.toml"
+    right.write_text('[organisations."KOP-IFO".documentation]\ndue_working_days = 3\n')
+    assert runner.invoke(app, ["policy", "check", str(right)]).exit_code == 0
+
+
+def test_cli_check_valid_and_invalid(tmp_path: Path, register_env):
     good = tmp_path / "good.toml"
     good.write_text("[documentation]\ndue_working_days = 3\n")
     result = runner.invoke(app, ["policy", "check", str(good)])
@@ -109,7 +168,7 @@ def test_cli_check_valid_and_invalid(tmp_path: Path):
     assert "not valid TOML" in result.output
 
 
-def test_cli_show_names_sources(tmp_path: Path, monkeypatch):
+def test_cli_show_names_sources(tmp_path: Path, monkeypatch, register_env):
     f = tmp_path / "p.toml"
     f.write_text('[documentation]\ndue_working_days = 4\n[organisations."BUP".deviations]\nreply_days = 30\n')
     result = runner.invoke(app, ["policy", "show", "--file", str(f)])

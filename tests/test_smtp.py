@@ -1,6 +1,8 @@
 """The SMTP transport against a real aiosmtpd server: TLS, STARTTLS, login, refusals, lost connections.
 
-Credentials must never surface: every error, ledger row and log line is checked for the password.
+A server that cannot be used at all (refused, silent, TLS or login trouble, 421) is ``TransportUnavailable``
+naming the host and the settings to check; one message's refusal fails that message alone. Credentials
+must never surface: every error, ledger row and log line is checked for the password.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from sqlalchemy.orm import Session
 from sipflows.models import Notice
 from sipflows.notices.dispatch import dispatch
 from sipflows.notices.mime import MailMessage
-from sipflows.transports.base import PermanentSendError, TransientSendError
+from sipflows.transports.base import PermanentSendError, TransientSendError, TransportUnavailable
 from sipflows.transports.smtp import SmtpTransport
 from tests import smtp_server as smtp_helpers
 from tests.smtp_server import SmtpTestServer, TlsFiles, make_tls, settings_for, start_smtp_server
@@ -106,15 +108,24 @@ def test_a_certificate_we_do_not_trust_is_refused(tls, stop_later):
     server = start_smtp_server(tls=tls, require_starttls=True)
     stop_later(server)
     settings = settings_for(server, smtp_security="starttls")
-    with pytest.raises(TransientSendError, match="CERTIFICATE_VERIFY_FAILED"):
+    with pytest.raises(TransportUnavailable, match="CERTIFICATE_VERIFY_FAILED") as raised:
         SmtpTransport(settings).__enter__()  # the system trust store does not know the test CA
+    assert "TLS failed" in str(raised.value) and "SIPFLOWS_SMTP_SECURITY" in str(raised.value)
     assert server.deliveries == []
+
+
+def test_tls_asked_of_a_plain_server_is_unavailable(smtp_server):
+    settings = settings_for(smtp_server, smtp_security="ssl", smtp_timeout=5)
+    with pytest.raises(TransportUnavailable, match="TLS failed") as raised:
+        SmtpTransport(settings).__enter__()
+    assert raised.value.settings == ("SIPFLOWS_SMTP_SECURITY", "SIPFLOWS_SMTP_HOST", "SIPFLOWS_SMTP_PORT")
 
 
 def test_starttls_asked_for_but_not_offered(smtp_server):
     settings = settings_for(smtp_server, smtp_security="starttls")
-    with pytest.raises(TransientSendError, match="STARTTLS"):
+    with pytest.raises(TransportUnavailable, match="STARTTLS") as raised:
         SmtpTransport(settings).__enter__()
+    assert "SIPFLOWS_SMTP_SECURITY" in raised.value.settings
 
 
 def test_refused_login_never_shows_the_password(engine, tls, stop_later, caplog):
@@ -128,20 +139,24 @@ def test_refused_login_never_shows_the_password(engine, tls, stop_later, caplog)
     stop_later(server)
     settings = settings_for(server, smtp_security="starttls", smtp_username=USER, smtp_password=PASSWORD)
     transport = SmtpTransport(settings, ssl_context=server.tls_client_context)
-    with pytest.raises(TransientSendError) as raised:
+    with pytest.raises(TransportUnavailable) as raised:
         transport.__enter__()
-    assert "refused login as sip-robot: 535" in str(raised.value) and "***" in str(raised.value)
+    assert "login as sip-robot refused: 535" in str(raised.value) and "***" in str(raised.value)
+    assert raised.value.settings == ("SIPFLOWS_SMTP_USERNAME", "SIPFLOWS_SMTP_PASSWORD")
     assert raised.value.__suppress_context__  # the library's exception (and its locals) stay behind
     assert_no_password(raised.value, repr(raised.value), repr(transport), transport.__dict__.get("_password"))
 
     add(engine, [draft(1), draft(2)])
     caplog.set_level(logging.DEBUG)
-    summary = dispatch(engine, transport, NOW, settings)
-    assert (summary.sent, summary.failed) == (0, 2)
-    assert all("refused login" in f.reason for f in summary.failures)
+    with pytest.raises(TransportUnavailable) as stopped:
+        dispatch(engine, transport, NOW, settings)
+    done = stopped.value.summary
+    assert (done.sent, done.failed, done.held_back) == (0, 0, 2)  # nobody's attempt: the login is wrong
     ours = [r.getMessage() for r in caplog.records if not r.name.startswith("mail.log")]  # not the server's
-    assert any("refused login" in line for line in ours)
-    assert_no_password(*summary.failures, *(n.last_error for n in ledger(engine).values()), *ours)
+    assert any("login as sip-robot refused" in line for line in ours)
+    rows = ledger(engine).values()
+    assert {(n.attempts, n.last_error) for n in rows} == {(0, None)}
+    assert_no_password(stopped.value, *ours)
     with Session(engine) as s:
         assert_no_password(*(n.last_error for n in s.query(Notice)))
     assert server.deliveries == []
@@ -152,7 +167,7 @@ def test_a_non_ascii_password_fails_clearly_without_showing_it(stop_later):
     stop_later(server)
     secret = "Lösenord-Åäö-77"
     settings = settings_for(server, smtp_username=USER, smtp_password=secret)
-    with pytest.raises(TransientSendError, match="must be ASCII") as raised:
+    with pytest.raises(TransportUnavailable, match="must be ASCII") as raised:
         SmtpTransport(settings).__enter__()
     assert secret not in str(raised.value)
 
@@ -199,8 +214,8 @@ def test_a_lost_connection_is_transient_and_the_next_message_reconnects(stop_lat
         server.stop()  # the server goes away mid-batch
         with pytest.raises(TransientSendError):
             transport.send(message(2))
-        with pytest.raises(TransientSendError, match="cannot reach"):
-            transport.send(message(3))  # one reconnect attempt per message, which fails while it is down
+        with pytest.raises(TransportUnavailable, match="cannot connect"):
+            transport.send(message(3))  # the reconnect finds the server down: unavailable, not this message
         back = start_smtp_server(port=server.port)
         stop_later(back)
         transport.send(message(4))
@@ -208,10 +223,51 @@ def test_a_lost_connection_is_transient_and_the_next_message_reconnects(stop_lat
     assert [d.message["Message-ID"] for d in back.deliveries] == ["<test-4@sipflows.test>"]
 
 
-def test_closed_port_is_transient():
+def test_closed_port_is_unavailable_naming_host_and_settings():
     settings = settings_for(None)
-    with pytest.raises(TransientSendError, match=f"cannot reach SMTP 127.0.0.1:{settings.smtp_port}"):
+    with pytest.raises(TransportUnavailable) as raised:
         SmtpTransport(settings).__enter__()
+    text = str(raised.value)
+    assert f"SMTP 127.0.0.1:{settings.smtp_port}" in text and "Connection refused" in text
+    assert "SIPFLOWS_SMTP_HOST" in text and "SIPFLOWS_SMTP_PORT" in text
+
+
+def test_a_server_that_never_answers_is_unavailable_after_the_timeout(tmp_path):
+    import socket
+
+    with socket.socket() as silent:  # accepts connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        settings = settings_for(None, smtp_port=silent.getsockname()[1], smtp_timeout=1)
+        with pytest.raises(TransportUnavailable, match="no answer") as raised:
+            SmtpTransport(settings).__enter__()
+    assert raised.value.transport == "smtp"
+
+
+def test_a_server_closing_shop_with_421_is_unavailable(stop_later):
+    server = start_smtp_server()
+    stop_later(server)
+    with SmtpTransport(settings_for(server)) as transport:
+        server.handler.data_reply = "421 4.3.2 System shutting down"
+        with pytest.raises(TransportUnavailable, match="421 4.3.2"):
+            transport.send(message(1))
+        server.handler.data_reply = None
+        server.refuse("person2@kommun.example.se", "421 4.7.0 too busy, closing")
+        with pytest.raises(TransportUnavailable, match="421 4.7.0"):
+            transport.send(message(2))
+    assert server.deliveries == []
+
+
+def test_our_sender_refused_for_good_is_unavailable_naming_the_sender_setting(stop_later):
+    class RefuseSender(smtp_helpers.RecordingHandler):
+        async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: ANN001
+            return "553 5.7.1 sender address rejected: not owned by user"
+
+    server = start_smtp_server(handler=RefuseSender())
+    stop_later(server)
+    with SmtpTransport(settings_for(server)) as transport, pytest.raises(TransportUnavailable) as raised:
+        transport.send(message(1))
+    assert raised.value.settings == ("SIPFLOWS_SENDER_ADDRESS",) and "553" in str(raised.value)
 
 
 def test_every_message_goes_to_its_one_recipient_only(smtp_server):

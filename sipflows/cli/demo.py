@@ -6,23 +6,29 @@ from typing import Annotated
 
 import typer
 
-from sipflows.cli.common import effective_policy, parse_date, register_engine
+from sipflows.cli.common import created_register_engine, effective_policy, parse_date
 from sipflows.db import session_scope
 from sipflows.demo import DEMO_DATE, build_demo
 
 
 def demo_command(
     on: Annotated[
-        str, typer.Option("--date", help="The day the demo is laid out for (the sweep's judged date).")
+        str,
+        typer.Option(
+            "--date", help="The day the demo is laid out for (the sweep's judged date); 'today' for today."
+        ),
     ] = DEMO_DATE.isoformat(),
     database_url: Annotated[
         str | None, typer.Option(help="Register URL; default from SIPFLOWS_ settings.")
     ] = None,
 ) -> None:
-    """Load the demo region (idempotent; another --date moves its timeline) and print what is due."""
+    """Load the demo region (idempotent; another --date moves its timeline) and print what is due.
+
+    Creates the register (SIPFLOWS_DATABASE_URL) if it is not there, like ``sipflows db upgrade``.
+    """
     today = parse_date(on)
     policy = effective_policy()
-    engine = register_engine(database_url)
+    engine = created_register_engine(database_url)
     try:
         with session_scope(engine) as session:
             summary = build_demo(session, today, policy=policy)

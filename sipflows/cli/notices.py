@@ -17,7 +17,10 @@ from sipflows.models import Notice, NoticeStatus
 from sipflows.notices.dispatch import dispatch
 from sipflows.notices.ledger import requeue_dead
 from sipflows.settings import get_settings
+from sipflows.transports.base import TransportUnavailable
 from sipflows.transports.factory import make_transport
+
+TRANSPORT_UNAVAILABLE = 3  # exit code of a dispatch stopped because the mail service cannot be used
 
 notices_app = typer.Typer(
     help="The notice ledger: dispatch due notices, list what it holds, requeue dead ones."
@@ -46,7 +49,11 @@ def dispatch_command(
     ),
     now: str | None = typer.Option(None, "--now", help="Judge what is due at this ISO time (default: now)."),
 ) -> None:
-    """Send every due notice through the configured transport (SIPFLOWS_TRANSPORT)."""
+    """Send every due notice through the configured transport (SIPFLOWS_TRANSPORT).
+
+    Exits 3 when the transport cannot be used at all (server down, TLS or login refused): nothing is
+    counted against the notices, which wait for the next dispatch.
+    """
     settings = get_settings()
     when = _parse_now(now)
     try:
@@ -57,6 +64,17 @@ def dispatch_command(
     engine = register_engine()
     try:
         summary = dispatch(engine, transport, when, settings, batch_size=batch_size, max_batches=max_batches)
+    except TransportUnavailable as exc:
+        done = exc.summary
+        sent = done.sent if done is not None else 0
+        waiting = done.held_back if done is not None else 0
+        typer.echo(
+            f"error: dispatch stopped: {exc}\n"
+            f"{sent} sent before it stopped; {waiting} claimed notices were given back untouched "
+            "(no attempt counted) and wait for the next dispatch",
+            err=True,
+        )
+        raise typer.Exit(TRANSPORT_UNAVAILABLE) from None
     finally:
         engine.dispose()
     typer.echo(

@@ -6,8 +6,17 @@ import json
 from pathlib import Path
 
 import typer
+from sqlalchemy.orm import Session
 
-from sipflows.policy import Layer, PolicyError, build_policy, load_policy, read_policy_file
+from sipflows.cli.common import register_engine, require_known_organisations
+from sipflows.policy import (
+    Layer,
+    PolicyError,
+    build_policy,
+    check_organisations_in,
+    load_policy,
+    read_policy_file,
+)
 from sipflows.settings import get_settings
 
 policy_app = typer.Typer(help="The deadline policy: show the effective values, check a file.")
@@ -27,6 +36,9 @@ def show(
     except PolicyError as exc:
         typer.echo(f"invalid policy:\n{exc}", err=True)
         raise typer.Exit(2) from None
+    engine = register_engine()  # an override for an organisation the register lacks is refused
+    require_known_organisations(engine, effective)
+    engine.dispose()
     if as_json:
         typer.echo(json.dumps(effective.as_dict(), indent=2, ensure_ascii=False))
         return
@@ -40,12 +52,25 @@ def show(
 
 @policy_app.command("check")
 def check(file: Path = typer.Argument(..., help="The policy TOML file to validate.")) -> None:
-    """Validate a policy file without applying it; exit 1 and name every bad key if it is invalid."""
+    """Validate a policy file without applying it; exit 1 and name every bad key if it is invalid.
+
+    Organisation overrides are checked against the register (SIPFLOWS_DATABASE_URL): a code it does not
+    hold is refused, since that override would never apply.
+    """
     try:
-        build_policy([Layer(str(file), read_policy_file(file))])
+        effective = build_policy([Layer(str(file), read_policy_file(file))])
     except PolicyError as exc:
         typer.echo(f"invalid policy:\n{exc}", err=True)
         raise typer.Exit(1) from None
+    engine = register_engine()
+    try:
+        with Session(engine) as session:
+            check_organisations_in(session, effective)
+    except PolicyError as exc:
+        typer.echo(f"invalid policy:\n{exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
     typer.echo(f"{file}: valid")
 
 

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from sipflows.cli.common import parse_date
-from sipflows.db import open_register, session_scope
+from sipflows.db import session_scope, upgrade_register
 from sipflows.demo import build_demo
 from sipflows.policy import PolicyError, load_policy
 from sipflows.quickstart import QuickstartReport, outbox_files, pick_demo_date, quickstart_environment
@@ -59,7 +59,7 @@ def quickstart(
         f"Demo day {demo_date.isoformat()} ({'chosen now' if chosen else 'kept from the first run'}); "
         f"register {env['SIPFLOWS_DATABASE_URL']}"
     )
-    engine = open_register(env["SIPFLOWS_DATABASE_URL"])  # creates and migrates the SQLite file
+    engine = upgrade_register(env["SIPFLOWS_DATABASE_URL"])  # creates and migrates the SQLite file
     try:
         with session_scope(engine) as session:
             build_demo(session, demo_date, policy=policy, mail_domain=settings.mail_domain)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from sipflows.cli.common import effective_policy, register_engine
+from sipflows.cli.common import effective_policy, register_engine, require_known_organisations
 from sipflows.models import Language
 from sipflows.policy import PolicyError
 from sipflows.report import key_figures, write_report
@@ -60,6 +60,7 @@ def report(
     except PolicyError as exc:
         raise _fail(str(exc)) from None
     engine = register_engine()
+    require_known_organisations(engine, policy)
     try:
         with Session(engine) as session:
             stats = compute_stats(session, period, policy, organisations=organisation or (), as_of=judged)

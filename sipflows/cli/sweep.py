@@ -14,7 +14,12 @@ import typer
 from sqlalchemy.orm import Session
 
 from sipflows.checks import CHECK_NAMES, Finding, run_checks
-from sipflows.cli.common import effective_policy, parse_date, register_engine
+from sipflows.cli.common import (
+    effective_policy,
+    parse_date,
+    register_engine,
+    require_known_organisations,
+)
 from sipflows.policy import PolicyError
 from sipflows.timeutil import STOCKHOLM
 
@@ -95,6 +100,7 @@ def sweep(
         typer.echo(f"invalid policy:\n{exc}", err=True)
         raise typer.Exit(2) from None
     engine = register_engine(database_url)
+    require_known_organisations(engine, policy)
     try:
         with Session(engine) as session:
             findings = run_checks(session, judged, policy, only=checks or None)

@@ -11,6 +11,17 @@ one autocommitted statement right after its send: sent; failed, retried after an
 (``min(backoff_base * 2**(attempts-1), backoff_max)``); or dead — at once after a permanent refusal
 (5xx, an unusable address), or after ``max_attempts`` tries. One bad notice never stops the batch.
 
+Leases run on a real clock, never on the run's ``now``: the database server's (``now()``) on PostgreSQL,
+so that a dispatcher whose clock runs ahead, or a ``--now`` given by hand, cannot take over a batch
+another dispatcher still holds; the machine's on SQLite (one file, one machine, one clock). ``now``
+decides only what is due and stamps what is recorded.
+
+When the transport itself cannot be used (``TransportUnavailable``: the server refuses connections,
+times out, fails TLS or our login), that is nobody's notice's fault: the claimed notices are given back
+untouched (no attempt counted, no backoff), the dispatch stops and the exception goes up to the caller
+— the flow run fails naming the transport, host and settings to check; the CLI exits non-zero. An
+outage of any length therefore kills no notice: each is sent once the server is back.
+
 Delivery guarantee — at least once, idempotent for the receiver: a process killed between a send and
 its record leaves the notice claimed but unrecorded. When the lease has expired, the next run sends it
 again with the SAME Message-ID (derived from the ledger key) and the SAME calendar part (UID and SEQUENCE
@@ -30,7 +41,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
@@ -60,6 +71,7 @@ from sipflows.transports.base import (
     SendResult,
     TransientSendError,
     Transport,
+    TransportUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -85,6 +97,7 @@ class DispatchSummary:
     failures: list[Failure] = field(default_factory=list)
     dead_ids: list[int] = field(default_factory=list)  # which of the failures are final
     batches: int = 0
+    held_back: int = 0  # claimed, then given back untouched because the transport was unavailable
 
     @property
     def details(self) -> list[Failure]:
@@ -97,6 +110,24 @@ def backoff(attempts: int, settings: Settings) -> timedelta:
     return timedelta(seconds=min(settings.backoff_base_seconds * 2**exponent, settings.backoff_max_seconds))
 
 
+def retry_schedule(settings: Settings) -> list[timedelta]:
+    """The waits of a notice that keeps failing: after its 1st, 2nd, ... try, until it is dead."""
+    return [backoff(attempts, settings) for attempts in range(1, settings.max_attempts)]
+
+
+def retry_window(settings: Settings) -> timedelta:
+    """How long after its first failed try a notice that keeps failing gets its last try."""
+    return sum(retry_schedule(settings), timedelta(0))
+
+
+LeaseClock = Callable[[], datetime]
+
+
+def wall_clock() -> datetime:
+    """The machine's clock, for leases on SQLite (which has no server clock of its own)."""
+    return datetime.now(UTC)
+
+
 def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:100]
 
@@ -106,6 +137,8 @@ def _secrets(settings: Settings) -> list[str]:
         settings.smtp_password,
         settings.exchange_password,
         settings.exchange_client_secret,
+        settings.graph_client_secret,
+        settings.graph_certificate_password,
         settings.imap_password,
     )
     return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
@@ -124,18 +157,20 @@ def _reason(exc: BaseException, settings: Settings) -> str:
 # --------------------------------------------------------------------------------------------- claiming
 
 
-def _due(now: datetime, at: datetime) -> Any:
+def _due(now: datetime, clock_now: Any) -> Any:
     return and_(
         notices.c.status.in_([NoticeStatus.PENDING, NoticeStatus.FAILED]),
         notices.c.next_attempt_at <= now,
-        or_(notices.c.claimed_until.is_(None), notices.c.claimed_until < at),
+        or_(notices.c.claimed_until.is_(None), notices.c.claimed_until < clock_now),
     )
 
 
 def _claim_in(
-    conn: Connection, now: datetime, at: datetime, limit: int, worker_id: str, lease: timedelta
+    conn: Connection, now: datetime, limit: int, worker_id: str, lease: timedelta, lease_clock: LeaseClock
 ) -> list[Row]:
-    stmt = select(notices).where(_due(now, at)).order_by(notices.c.id).limit(limit)
+    # PostgreSQL: the server's clock, the same for every dispatcher; SQLite: the machine's
+    clock_now: Any = func.now() if conn.dialect.name == "postgresql" else lease_clock()
+    stmt = select(notices).where(_due(now, clock_now)).order_by(notices.c.id).limit(limit)
     if conn.dialect.name != "sqlite":
         stmt = stmt.with_for_update(skip_locked=True)
     rows: list[Row] = list(conn.execute(stmt).mappings())
@@ -143,7 +178,7 @@ def _claim_in(
         conn.execute(
             update(notices)
             .where(notices.c.id.in_([r["id"] for r in rows]))
-            .values(claimed_until=at + lease, claimed_by=worker_id)
+            .values(claimed_until=clock_now + lease, claimed_by=worker_id)
         )
     return rows
 
@@ -154,15 +189,15 @@ def claim(
     limit: int,
     worker_id: str,
     lease_seconds: float,
-    at: datetime | None = None,
+    lease_clock: LeaseClock | None = None,
 ) -> list[Row]:
     """Claim up to ``limit`` notices due at ``now`` for ``worker_id``, in id order; returns their rows.
 
-    ``at`` is the moment of claiming (default ``now``; later in a long run): a claim is live while
-    ``claimed_until`` is not before it, and a new one lasts ``lease_seconds`` from it.
+    The claim lasts ``lease_seconds`` on the lease clock: PostgreSQL's own ``now()``, or ``lease_clock``
+    (default: the machine's clock) on SQLite. A claim is live while ``claimed_until`` is not before it.
     """
     lease = timedelta(seconds=lease_seconds)
-    at = at or now
+    clock = lease_clock or wall_clock
     if engine.dialect.name == "sqlite":
         # pysqlite would open a deferred transaction; a deferred reader that later writes loses the race
         # with SQLITE_BUSY. BEGIN IMMEDIATE takes the write lock first (waiting out busy_timeout).
@@ -170,14 +205,14 @@ def claim(
             conn = base.execution_options(isolation_level="AUTOCOMMIT")
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             try:
-                rows = _claim_in(conn, now, at, limit, worker_id, lease)
+                rows = _claim_in(conn, now, limit, worker_id, lease, clock)
                 conn.exec_driver_sql("COMMIT")
             except BaseException:
                 conn.exec_driver_sql("ROLLBACK")
                 raise
             return rows
     with engine.begin() as conn:
-        return _claim_in(conn, now, at, limit, worker_id, lease)
+        return _claim_in(conn, now, limit, worker_id, lease, clock)
 
 
 def _release(engine: Engine, ids: Iterable[int], worker_id: str) -> None:
@@ -444,6 +479,13 @@ def _count_failure(summary: DispatchSummary, row: Row, reason: str, status: Noti
     log.warning("notice %s (%s) %s: %s", row["key"], row["kind"], status.value, reason)
 
 
+def _unavailable(exc: BaseException, transport: Transport, settings: Settings) -> TransportUnavailable:
+    """Whatever stopped the transport from opening, as ``TransportUnavailable`` (secrets blanked out)."""
+    if isinstance(exc, TransportUnavailable):
+        return exc
+    return TransportUnavailable(transport.name, f"{transport.name} transport", _reason(exc, settings))
+
+
 def _dispatch_batch(
     engine: Engine,
     transport: Transport,
@@ -454,8 +496,8 @@ def _dispatch_batch(
     summary: DispatchSummary,
     clock: Callable[[], float],
     send_until: float,
-) -> bool:
-    """Send one claimed batch; False when the transport could not even open (stop the run).
+) -> None:
+    """Send one claimed batch; raises ``TransportUnavailable`` with the unsent claims given back.
 
     Past ``send_until`` (half the lease, on ``clock``) the unsent rest is given back for the next
     batch to claim afresh: nothing is ever sent on a claim that may have run out meanwhile.
@@ -475,17 +517,12 @@ def _dispatch_batch(
                 pending.discard(row["id"])
                 _count_failure(summary, row, reason, status)
         if not messages:
-            return True
+            return
         try:
             transport.__enter__()
         except Exception as exc:
-            # nothing of the batch could be tried: each notice counts one failed attempt and backs off
-            reason = _reason(exc, settings)
-            for row, _ in messages:
-                status = record.failed(row, reason, permanent=False)
-                pending.discard(row["id"])
-                _count_failure(summary, row, reason, status)
-            return False
+            # nothing of the batch could be tried, and no notice is to blame: all go back untouched
+            raise _unavailable(exc, transport, settings) from None
         try:
             for i, (row, message) in enumerate(messages):
                 if i and clock() > send_until:
@@ -496,6 +533,9 @@ def _dispatch_batch(
                 pending.discard(row["id"])
                 try:
                     result = transport.send(message)
+                except TransportUnavailable:
+                    pending.add(row["id"])  # it did not go: back with the rest, no attempt counted
+                    raise
                 except Exception as exc:
                     reason = _reason(exc, settings)
                     permanent = isinstance(exc, PermanentSendError)
@@ -512,8 +552,10 @@ def _dispatch_batch(
         record.close()
         _release(engine, pending, worker_id)
         pending.clear()
-    except BaseException:
+    except BaseException as exc:
         record.close()  # a broken connection must not be reused for the release
+        if isinstance(exc, TransportUnavailable):
+            summary.held_back += len(pending)
         try:
             _release(engine, pending, worker_id)
         except Exception:  # the database itself may be what failed; the lease expires anyway
@@ -523,7 +565,6 @@ def _dispatch_batch(
         raise
     finally:
         record.close()
-    return True
 
 
 def dispatch(
@@ -535,16 +576,19 @@ def dispatch(
     worker_id: str | None = None,
     max_batches: int | None = None,
     clock: Callable[[], float] = time.monotonic,
+    lease_clock: LeaseClock | None = None,
 ) -> DispatchSummary:
     """Send every notice due at ``now`` through ``transport``, batch by batch, until none is due.
 
     ``now`` is the run's time (the flow's, or the CLI's clock): it decides what is due, stamps sent_at
-    and Date, and starts the backoff. Stops early after ``max_batches``, or when the transport cannot be
-    opened at all (the claimed batch is recorded as failed; the rest waits for the next run).
+    and Date, and starts the backoff. Stops early after ``max_batches``.
 
-    Leases are kept honest in a long run: a claim is made at ``now`` plus the time elapsed on ``clock``
-    (monotonic seconds; tests pass their own), so another dispatcher started later sees it as live, and
-    a batch stops sending once half its lease is used up.
+    Raises ``TransportUnavailable`` when the transport cannot be used at all: the claimed notices are
+    given back untouched (``exc.summary`` says what was done before), and the rest wait for the next run.
+
+    A batch stops sending once half its lease is used (elapsed time on ``clock``, monotonic seconds;
+    tests pass their own). Leases themselves are on the database's clock (PostgreSQL) or ``lease_clock``
+    (SQLite; default the machine's clock).
     """
     if now.tzinfo is None:
         raise ValueError("dispatch needs an aware 'now'")
@@ -552,16 +596,24 @@ def dispatch(
     worker = worker_id or default_worker_id()
     summary = DispatchSummary()
     lease = settings.claim_lease_seconds
-    started = clock()
-    while max_batches is None or summary.batches < max_batches:
-        claimed = clock()
-        rows = claim(engine, now, size, worker, lease, at=now + timedelta(seconds=claimed - started))
-        if not rows:
-            break
-        summary.batches += 1
-        send_until = claimed + lease / 2
-        if not _dispatch_batch(engine, transport, rows, now, settings, worker, summary, clock, send_until):
-            break
+    try:
+        while max_batches is None or summary.batches < max_batches:
+            claimed = clock()
+            rows = claim(engine, now, size, worker, lease, lease_clock)
+            if not rows:
+                break
+            summary.batches += 1
+            send_until = claimed + lease / 2
+            _dispatch_batch(engine, transport, rows, now, settings, worker, summary, clock, send_until)
+    except TransportUnavailable as exc:
+        exc.summary = summary
+        log.error(
+            "dispatch stopped, %s; %d sent before, %d claimed notices given back untouched",
+            exc,
+            summary.sent,
+            summary.held_back,
+        )
+        raise
     log.info(
         "dispatch via %s: %d sent, %d failed, %d dead in %d batches",
         transport.name,

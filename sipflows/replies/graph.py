@@ -184,7 +184,10 @@ def read_responses(
 def _failure(what: str, exc: Exception) -> str:
     """The run's error: what failed and why (credentials scrubbed), and which setting to look at."""
     known = (TransportUnavailable, GraphReadError, TransientSendError, PermanentSendError)
-    text = describe(str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, TransportUnavailable):
+        text = describe(exc.reason)  # the source names itself: "graph transport cannot be used" is noise
+    else:
+        text = describe(str(exc) if isinstance(exc, known) else f"{type(exc).__name__}: {exc}")
     if "SIPFLOWS_" not in text:
         hint = next((h for marker, h in _HINTS if marker in text), "check the SIPFLOWS_GRAPH_* settings")
         text += f" — {hint}"

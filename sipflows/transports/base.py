@@ -6,9 +6,10 @@ transports, the structured meeting for calendar-aware ones) and never touches th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -63,23 +64,40 @@ class PermanentSendError(Exception):
 
 
 class TransientSendError(Exception):
-    """Try again later (server down, throttled, timeout)."""
+    """This message failed for now (a 4xx for its recipient, a connection lost mid-message): retry it."""
 
 
 class TransportUnavailable(Exception):
-    """The transport as a whole cannot be used (unreachable, TLS, refused credentials or permissions).
+    """The service itself cannot be used: connection refused, timeout, TLS, login, the sender refused.
 
-    No notice's attempt is consumed: nothing about any one notice caused it, so dispatch stops and the
-    run fails for operations staff to see, instead of counting it against every notice in the batch.
+    Not the fault of any notice, so dispatch consumes no notice's attempt: it gives the claimed notices
+    back untouched and stops, and the run fails with this message. It names the transport, where it was
+    trying to go and the settings a person should check; never a credential.
     """
+
+    def __init__(self, transport: str, where: str, reason: str, settings: Sequence[str] = ()) -> None:
+        self.transport, self.where, self.reason = transport, where, reason
+        self.settings = tuple(settings)
+        self.summary: Any = None  # what the interrupted dispatch had done (set by dispatch)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        text = f"the {self.transport} transport cannot be used ({self.where}): {self.reason}"
+        if self.settings:
+            text += f"; check {', '.join(self.settings)}"
+        return text
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable with its fields (Prefect stores raised exceptions)
+        return (type(self), (self.transport, self.where, self.reason, self.settings))
 
 
 class Transport(Protocol):
     """Opened once per batch (one SMTP connection, one Exchange account), then ``send`` per message.
 
-    ``send`` raises ``PermanentSendError`` or ``TransientSendError`` for one message, and
-    ``TransportUnavailable`` (from ``__enter__`` or ``send``) when the transport itself cannot be used;
-    any other exception is treated as transient. Messages must never include credentials in what they raise.
+    ``send`` raises ``PermanentSendError`` or ``TransientSendError`` for this one message, and
+    ``TransportUnavailable`` when the service cannot be used at all (opening may raise it too); any
+    other exception from ``send`` is treated as transient for the message, any exception from opening
+    as the transport being unavailable. Messages must never include credentials in what they raise.
     """
 
     name: str

@@ -14,8 +14,10 @@ Nothing is sent twice when a run dies between Exchange accepting a send and the 
 before booking, the calendar is searched for the item's UID; before mailing, Sent Items for the
 Message-ID. Updates and cancellations use the item id the earlier send returned (``external_id``).
 
-No exchangelib type leaves this module: callers see ``OutgoingMessage``/``SendResult`` and the two send
-errors, so a Microsoft Graph transport can sit beside this one. Credentials are read lazily (a Prefect
+No exchangelib type leaves this module: callers see ``OutgoingMessage``/``SendResult``, the two send
+errors and ``TransportUnavailable`` (Exchange cannot be reached, refuses our login or impersonation, or
+stays busy beyond ``SIPFLOWS_EXCHANGE_MAX_WAIT_SECONDS``: no notice pays an attempt for that), so a
+Microsoft Graph transport can sit beside this one. Credentials are read lazily (a Prefect
 Secret block when configured), scrubbed from exchangelib's and requests-oauthlib's log records, and never
 put into the messages of raised errors.
 """
@@ -39,6 +41,7 @@ from sipflows.transports.base import (
     SendResult,
     TransientSendError,
     Transport,
+    TransportUnavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -81,9 +84,142 @@ _MEETING_FIELDS = (
 )
 _READ_FIELDS = ("uid", "is_cancelled", *_MEETING_FIELDS)
 
+# EWS answers that say the service (or our mailbox on it) cannot be used now, whatever the message
+_SERVICE_EWS_ERRORS = frozenset(
+    {
+        "ErrorServerBusy",
+        "ErrorConnectionFailed",
+        "ErrorMailboxStoreUnavailable",
+        "ErrorMailboxMoveInProgress",
+        "ErrorInternalServerTransientError",
+        "ErrorADUnavailable",
+        "ErrorTimeoutExpired",
+        "ErrorExceededConnectionCount",
+        "ErrorTooManyObjectsOpened",
+        "ErrorQuotaExceeded",  # the service mailbox is full: nothing can be saved or sent from it
+    }
+)
+# ... and those that say our login or the service mailbox is wrong
+_ACCOUNT_EWS_ERRORS = frozenset(
+    {
+        "ErrorImpersonateUserDenied",
+        "ErrorImpersonationFailed",
+        "ErrorNonExistentMailbox",
+        "ErrorAccountDisabled",
+        "ErrorNotDelegate",
+        "ErrorAccessDenied",
+        "ErrorInvalidLicense",
+    }
+)
+# exchangelib errors raised before any EWS operation answered: the endpoint itself is the trouble
+_CONNECTION_ERRORS = frozenset(
+    {
+        "TransportError",
+        "RateLimitError",
+        "MalformedResponseError",
+        "RedirectError",
+        "RelativeRedirect",
+        "AutoDiscoverError",
+        "AutoDiscoverFailed",
+        "AutoDiscoverCircularRedirect",
+        "CASError",
+        "ConnectionError",  # requests
+        "ConnectTimeout",
+        "ReadTimeout",
+        "Timeout",
+        "SSLError",
+        "ProxyError",
+    }
+)
+_LOGIN_ERRORS = frozenset(
+    {
+        "UnauthorizedError",
+        "InvalidClientError",  # oauthlib: wrong client id or secret
+        "InvalidClientIdError",
+        "UnauthorizedClientError",
+        "InvalidGrantError",
+        "InvalidScopeError",
+    }
+)
 
-class ExchangeConfigurationError(ValueError):
+
+def _endpoint_settings(settings: Settings) -> tuple[str, ...]:
+    if settings.exchange_service_endpoint:
+        return ("SIPFLOWS_EXCHANGE_SERVICE_ENDPOINT",)
+    if settings.exchange_server:
+        return ("SIPFLOWS_EXCHANGE_SERVER",)
+    return ("SIPFLOWS_EXCHANGE_SERVICE_ENDPOINT", "SIPFLOWS_EXCHANGE_SERVER")
+
+
+def _login_settings(settings: Settings) -> tuple[str, ...]:
+    secret = (
+        ("SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK",)
+        if settings.exchange_credentials_block
+        else ("SIPFLOWS_EXCHANGE_CLIENT_SECRET",)
+        if settings.exchange_auth == "oauth2"
+        else ("SIPFLOWS_EXCHANGE_PASSWORD",)
+    )
+    if settings.exchange_auth == "oauth2":
+        return ("SIPFLOWS_EXCHANGE_CLIENT_ID", "SIPFLOWS_EXCHANGE_TENANT_ID", *secret)
+    return ("SIPFLOWS_EXCHANGE_AUTH", "SIPFLOWS_EXCHANGE_USERNAME", *secret)
+
+
+def _where(settings: Settings) -> str:
+    if settings.exchange_service_endpoint:
+        return settings.exchange_service_endpoint
+    if settings.exchange_server:
+        return f"server {settings.exchange_server}"
+    return f"autodiscover for {settings.exchange_primary_smtp_address or settings.sender_address}"
+
+
+def _names(exc: BaseException) -> set[str]:
+    return {cls.__name__ for cls in type(exc).__mro__}
+
+
+def _refused_login(exc: BaseException) -> bool:
+    """Whether Exchange answered 401 somewhere along the way (exchangelib's fault-tolerant retry policy
+    treats a 401 as "busy", retries it, and finally reports only that it gave up)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if "HTTP 401" in str(seen) or type(seen).__name__ == "UnauthorizedError":
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def unavailable_error(exc: BaseException, settings: Settings) -> TransportUnavailable | None:
+    """``TransportUnavailable`` when ``exc`` means Exchange cannot be used at all, else None."""
+    name, names = type(exc).__name__, _names(exc)
+    if name in _LOGIN_ERRORS or (name == "RateLimitError" and _refused_login(exc)):
+        reason = describe_error(exc)
+        if name == "RateLimitError":
+            reason = f"Exchange refused our login (HTTP 401) until we gave up: {reason}"
+        return TransportUnavailable("exchange", _where(settings), reason, _login_settings(settings))
+    if name in _ACCOUNT_EWS_ERRORS:
+        check = ("SIPFLOWS_EXCHANGE_PRIMARY_SMTP_ADDRESS", *_login_settings(settings))
+    elif name in _SERVICE_EWS_ERRORS:
+        check = _endpoint_settings(settings)
+    elif {"ResponseMessageError", "SOAPError"} & names:
+        return None  # an answer about this one item, not about the service
+    elif names & _CONNECTION_ERRORS:
+        check = _endpoint_settings(settings)
+    else:
+        return None
+    return TransportUnavailable("exchange", _where(settings), describe_error(exc), check)
+
+
+class ExchangeConfigurationError(TransportUnavailable):
     """The Exchange settings are incomplete; the message names the setting (never a secret)."""
+
+    def __init__(
+        self, reason: str, settings: tuple[str, ...] | list[str] = (), where: str = "Exchange"
+    ) -> None:
+        super().__init__("exchange", where, reason, settings)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, self.settings, self.where))
 
 
 class _Redactor(logging.Filter):
@@ -152,25 +288,40 @@ def _prefect_secret(block_name: str) -> str:
             if isinstance(value.get(key), str):
                 return str(value[key])
         raise ExchangeConfigurationError(
-            f"Prefect Secret block {block_name!r} holds an object without password/client_secret"
+            f"Prefect Secret block {block_name!r} holds an object without password/client_secret",
+            ("SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK",),
         )
     if not isinstance(value, str) or not value:
-        raise ExchangeConfigurationError(f"Prefect Secret block {block_name!r} holds no text secret")
+        raise ExchangeConfigurationError(
+            f"Prefect Secret block {block_name!r} holds no text secret",
+            ("SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK",),
+        )
     return value
 
 
 def _secret(settings: Settings, loader: SecretLoader | None) -> str:
     if settings.exchange_credentials_block:
-        return (loader or _prefect_secret)(settings.exchange_credentials_block)
+        try:
+            return (loader or _prefect_secret)(settings.exchange_credentials_block)
+        except ExchangeConfigurationError:
+            raise
+        except Exception as exc:  # the block is missing, or the Prefect API cannot be reached
+            raise ExchangeConfigurationError(
+                f"the Prefect Secret block {settings.exchange_credentials_block!r} cannot be read: "
+                f"{describe_error(exc)}",
+                ("SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK",),
+            ) from None
     if settings.exchange_auth == "oauth2":
         if settings.exchange_client_secret is None:
             raise ExchangeConfigurationError(
-                "SIPFLOWS_EXCHANGE_CLIENT_SECRET (or SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK) is not set"
+                "SIPFLOWS_EXCHANGE_CLIENT_SECRET (or SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK) is not set",
+                ("SIPFLOWS_EXCHANGE_CLIENT_SECRET", "SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK"),
             )
         return settings.exchange_client_secret.get_secret_value()
     if settings.exchange_password is None:
         raise ExchangeConfigurationError(
-            "SIPFLOWS_EXCHANGE_PASSWORD (or SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK) is not set"
+            "SIPFLOWS_EXCHANGE_PASSWORD (or SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK) is not set",
+            ("SIPFLOWS_EXCHANGE_PASSWORD", "SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK"),
         )
     return settings.exchange_password.get_secret_value()
 
@@ -203,7 +354,8 @@ def connect(settings: Settings, secret_loader: SecretLoader | None = None) -> An
     if settings.exchange_auth == "oauth2":
         if not settings.exchange_client_id or not settings.exchange_tenant_id:
             raise ExchangeConfigurationError(
-                "OAuth2 needs SIPFLOWS_EXCHANGE_CLIENT_ID and SIPFLOWS_EXCHANGE_TENANT_ID"
+                "OAuth2 needs SIPFLOWS_EXCHANGE_CLIENT_ID and SIPFLOWS_EXCHANGE_TENANT_ID",
+                ("SIPFLOWS_EXCHANGE_CLIENT_ID", "SIPFLOWS_EXCHANGE_TENANT_ID"),
             )
         _REDACTOR.add(secret)
         credentials = OAuth2Credentials(
@@ -215,7 +367,9 @@ def connect(settings: Settings, secret_loader: SecretLoader | None = None) -> An
         auth_type, access_type = OAUTH2, IMPERSONATION
     else:
         if not settings.exchange_username:
-            raise ExchangeConfigurationError(f"{settings.exchange_auth} needs SIPFLOWS_EXCHANGE_USERNAME")
+            raise ExchangeConfigurationError(
+                f"{settings.exchange_auth} needs SIPFLOWS_EXCHANGE_USERNAME", ("SIPFLOWS_EXCHANGE_USERNAME",)
+            )
         user = settings.exchange_username
         _REDACTOR.add(secret, *_basic_auth_forms(user, secret))
         credentials = Credentials(username=user, password=secret)
@@ -296,9 +450,12 @@ class ExchangeTransport:
             if meeting.method.upper() == "CANCEL":
                 return self._cancel_meeting(message, meeting)
             return self._book_meeting(message, meeting)
-        except (PermanentSendError, TransientSendError):
+        except (PermanentSendError, TransientSendError, TransportUnavailable):
             raise
         except Exception as exc:
+            unavailable = unavailable_error(exc, self.settings)
+            if unavailable is not None:
+                raise unavailable from None
             log.warning("notice %s: %s", message.notice_id, describe_error(exc))
             raise _send_error(exc, action) from None
 

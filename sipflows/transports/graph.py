@@ -122,6 +122,17 @@ _REDACTED = "[redacted]"
 class GraphConfigurationError(TransportUnavailable, ValueError):
     """The Graph settings are incomplete or wrong; the message names the environment variable to fix."""
 
+    def __init__(self, reason: str) -> None:
+        super().__init__("graph", "its settings", reason)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason,))
+
+
+def _unavailable(reason: str) -> TransportUnavailable:
+    """Graph as a whole cannot be used; ``reason`` says where and which setting to check."""
+    return TransportUnavailable("graph", "Microsoft Graph", reason)
+
 
 class GraphReadError(RuntimeError):
     """Graph answered a read (the attendee responses) with an error that is not the transport's outage."""
@@ -487,7 +498,7 @@ def _unreachable(exc: Exception, where: str) -> TransportUnavailable:
         if "CERTIFICATE_VERIFY_FAILED" in str(exc)
         else ""
     )
-    return TransportUnavailable(describe(f"cannot reach {where}: {type(exc).__name__}: {exc}{hint}"))
+    return _unavailable(describe(f"cannot reach {where}: {type(exc).__name__}: {exc}{hint}"))
 
 
 class GraphClient:
@@ -641,7 +652,7 @@ class GraphClient:
         if not token:
             error = (result or {}).get("error") or "no token"
             detail = str((result or {}).get("error_description") or "").splitlines()
-            raise TransportUnavailable(
+            raise _unavailable(
                 describe(
                     f"Microsoft Entra ID refused a token for client {self.client_id}: {error}"
                     + (f": {detail[0]}" if detail else "")
@@ -735,11 +746,9 @@ class GraphClient:
                     self._drop_token()
                     refreshed = True
                     continue
-                raise TransportUnavailable(
-                    _what_failed(response, action) + " — a fresh token was refused as well"
-                )
+                raise _unavailable(_what_failed(response, action) + " — a fresh token was refused as well")
             if status == 403:
-                raise TransportUnavailable(
+                raise _unavailable(
                     _what_failed(response, action)
                     + f" — the app needs Calendars.ReadWrite and Mail.Send on {self.mailbox}"
                     " (application permissions, and an access policy or RBAC scope that includes it)"
@@ -749,7 +758,7 @@ class GraphClient:
                 throttled += 1
                 budget = self.settings.graph_max_wait_seconds
                 if self.waited + delay > budget:
-                    raise TransportUnavailable(
+                    raise _unavailable(
                         _what_failed(response, action)
                         + f" — Graph asks to wait {delay:.0f} s more; this batch has waited"
                         f" {self.waited:.0f} of {budget:.0f} s (SIPFLOWS_GRAPH_MAX_WAIT_SECONDS)"
@@ -771,7 +780,7 @@ class GraphClient:
         status, (code, _) = response.status_code, _error_of(response)
         text = _what_failed(response, action)
         if status == 404 and (not item or code in _MAILBOX_ERRORS):
-            return TransportUnavailable(text + " — check SIPFLOWS_GRAPH_MAILBOX")
+            return _unavailable(text + " — check SIPFLOWS_GRAPH_MAILBOX")
         if status in (400, 404, 413, 415, 422):
             return PermanentSendError(text)
         return TransientSendError(text)
@@ -783,7 +792,7 @@ class GraphClient:
         )
         if response.status_code != 200:
             error = self._fail(response, action)
-            raise error if isinstance(error, TransportUnavailable) else TransportUnavailable(str(error))
+            raise error if isinstance(error, TransportUnavailable) else _unavailable(str(error))
 
     # --- events -----------------------------------------------------------------------------------------
 

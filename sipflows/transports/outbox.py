@@ -4,7 +4,8 @@ Files are named from the notice key (readable, plus a hash so two keys never sha
 atomically (temporary file, fsync, rename): a resend after a crash replaces the file, never adds one,
 and a reader never sees half a message. A write killed midway leaves its hidden ``.*.eml.tmp`` behind;
 the next run removes it. The writer holds an advisory lock on its temporary file while it writes, so a
-second dispatcher's clean-up never takes a file that is still being written.
+second dispatcher's clean-up never takes a file that is still being written. A folder that cannot be
+written is the transport being unavailable (``SIPFLOWS_OUTBOX_DIR``), not a failure of the notice.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 from sipflows.notices.mime import mime_bytes, sender_address
-from sipflows.transports.base import OutgoingMessage, PermanentSendError, SendResult, TransientSendError
+from sipflows.transports.base import OutgoingMessage, PermanentSendError, SendResult, TransportUnavailable
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 TEMP_PREFIX, TEMP_SUFFIX = ".", ".eml.tmp"
@@ -53,9 +54,13 @@ class OutboxTransport:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise TransientSendError(f"outbox folder {self.folder} unusable: {exc.strerror}") from None
+            raise self._unavailable(f"the folder cannot be created: {exc.strerror}") from None
         self.remove_stale_temp_files()
         return self
+
+    def _unavailable(self, reason: str) -> TransportUnavailable:
+        # a folder that cannot be written (gone, read-only, disk full) fails every notice alike
+        return TransportUnavailable("outbox", f"folder {self.folder}", reason, ("SIPFLOWS_OUTBOX_DIR",))
 
     def remove_stale_temp_files(self) -> int:
         """Delete the temporary files of writes that were killed; returns how many. A file another
@@ -100,7 +105,7 @@ class OutboxTransport:
                 Path(tmp).unlink(missing_ok=True)
                 raise
         except OSError as exc:
-            raise TransientSendError(f"cannot write {target.name}: {exc.strerror}") from None
+            raise self._unavailable(f"cannot write {target.name}: {exc.strerror}") from None
         # no external_id: it is reserved for a calendar item id that a later update can refer to
         return SendResult()
 

@@ -1,10 +1,19 @@
 """SMTP: one connection per dispatch batch (plain, STARTTLS or implicit TLS, optional login).
 
-A refused recipient fails alone: smtplib resets the transaction (RSET) itself, and so do we after any
-other reply error, so the connection carries on with the rest of the batch. Replies 5xx are permanent
-(``PermanentSendError``); 4xx, timeouts and dropped connections are transient. A dropped connection is
-reopened once for the next message. Nothing raised here contains the password: every message is built
-from reply codes and server text, then scrubbed of the password in every form it crossed the wire.
+Two kinds of failure, kept apart:
+
+- the server cannot be used at all — connection refused or timed out, TLS or certificate trouble, login
+  refused, a 421 "service not available", our own sender refused for good: ``TransportUnavailable``,
+  naming the host and the ``SIPFLOWS_SMTP_*`` settings to check. Dispatch stops and no notice pays an
+  attempt for it;
+- one message failed: a refused recipient fails alone (smtplib resets the transaction itself, and so do
+  we after any other reply error, so the connection carries on with the rest of the batch). Replies 5xx
+  are permanent (``PermanentSendError``); 4xx and a connection lost in the middle of a message are
+  transient. A dropped connection is reopened for the next message; if that fails, the server is
+  unavailable.
+
+Nothing raised here contains the password: every message is built from reply codes and server text,
+then scrubbed of the password in every form it crossed the wire.
 """
 
 from __future__ import annotations
@@ -13,15 +22,26 @@ import base64
 import contextlib
 import logging
 import smtplib
+import socket
 import ssl
 
 from sipflows.notices.mime import mime_bytes, sender_address
 from sipflows.settings import Settings
-from sipflows.transports.base import OutgoingMessage, PermanentSendError, SendResult, TransientSendError
+from sipflows.transports.base import (
+    OutgoingMessage,
+    PermanentSendError,
+    SendResult,
+    TransientSendError,
+    TransportUnavailable,
+)
 
 log = logging.getLogger(__name__)
 
 _MAX_REASON = 300
+_SERVICE_NOT_AVAILABLE = 421  # RFC 5321: the server is closing the channel, for every message alike
+_WHERE = ("SIPFLOWS_SMTP_HOST", "SIPFLOWS_SMTP_PORT")
+_LOGIN = ("SIPFLOWS_SMTP_USERNAME", "SIPFLOWS_SMTP_PASSWORD")
+_TLS = ("SIPFLOWS_SMTP_SECURITY", "SIPFLOWS_SMTP_HOST", "SIPFLOWS_SMTP_PORT")
 
 
 def _text(resp: bytes | str) -> str:
@@ -29,6 +49,8 @@ def _text(resp: bytes | str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, socket.timeout | TimeoutError):
+        return "no answer (timed out)"
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
@@ -77,7 +99,11 @@ class SmtpTransport:
     def _where(self) -> str:
         return f"SMTP {self.host}:{self.port}"
 
+    def _unavailable(self, reason: str, settings: tuple[str, ...] = _WHERE) -> TransportUnavailable:
+        return TransportUnavailable("smtp", self._where(), self._scrub(reason), settings)
+
     def _connect(self) -> smtplib.SMTP:
+        """A logged-in connection, or ``TransportUnavailable`` saying why there is none."""
         smtp: smtplib.SMTP | None = None
         try:
             if self.security == "ssl":
@@ -93,29 +119,34 @@ class SmtpTransport:
                 smtp.login(self.username, password)
         except smtplib.SMTPAuthenticationError as exc:
             self._discard(smtp)
-            raise TransientSendError(
-                self._scrub(
-                    f"{self._where()} refused login as {self.username}: "
-                    f"{exc.smtp_code} {_text(exc.smtp_error)}"
-                )
+            raise self._unavailable(
+                f"login as {self.username} refused: {exc.smtp_code} {_text(exc.smtp_error)}", _LOGIN
             ) from None
         except smtplib.SMTPNotSupportedError as exc:
             self._discard(smtp)
-            raise TransientSendError(self._scrub(f"{self._where()}: {exc}")) from None
+            raise self._unavailable(str(exc), ("SIPFLOWS_SMTP_SECURITY", "SIPFLOWS_SMTP_USERNAME")) from None
         except smtplib.SMTPResponseException as exc:
             self._discard(smtp)
-            raise TransientSendError(
-                self._scrub(f"{self._where()} answered {exc.smtp_code} {_text(exc.smtp_error)}")
-            ) from None
+            raise self._unavailable(f"answered {exc.smtp_code} {_text(exc.smtp_error)}") from None
         except UnicodeError:
             # smtplib sends AUTH data as ASCII only; say so without repeating what failed to encode
             self._discard(smtp)
-            raise TransientSendError(
-                f"{self._where()}: the SMTP username and password must be ASCII to log in"
+            raise self._unavailable(
+                "the SMTP username and password must be ASCII to log in", _LOGIN
             ) from None
+        except ssl.SSLError as exc:
+            self._discard(smtp)
+            detail = ": ".join(
+                str(part) for part in (exc.reason, getattr(exc, "verify_message", None)) if part
+            )
+            raise self._unavailable(f"TLS failed: {detail or exc}", _TLS) from None
         except (smtplib.SMTPException, OSError) as exc:
             self._discard(smtp)
-            raise TransientSendError(self._scrub(f"cannot reach {self._where()}: {_describe(exc)}")) from None
+            if isinstance(exc, TimeoutError) or "timed out" in str(exc):
+                raise self._unavailable(
+                    f"no answer within {self.timeout:g} s (SIPFLOWS_SMTP_TIMEOUT)"
+                ) from None
+            raise self._unavailable(f"cannot connect: {_describe(exc)}") from None
         log.debug("connected to %s (%s)", self._where(), self.security)
         self._smtp = smtp
         return smtp
@@ -165,22 +196,33 @@ class SmtpTransport:
             code, resp = next(iter(exc.recipients.values()), (0, b""))
             if smtp.sock is None:
                 self._smtp = None
+            if code == _SERVICE_NOT_AVAILABLE:
+                raise self._unavailable(f"answered {code} {_text(resp)}") from None
             reason = self._scrub(f"recipient {message.to_address} refused: {code} {_text(resp)}")
             raise (PermanentSendError if code >= 500 else TransientSendError)(reason) from None
         except smtplib.SMTPSenderRefused as exc:
-            # our own From is refused: a configuration problem, so retry rather than give the notice up
             self._after_reply_error(smtp)
-            raise TransientSendError(
-                self._scrub(f"sender {exc.sender!r} refused: {exc.smtp_code} {_text(exc.smtp_error)}")
-            ) from None
+            reason = f"sender {exc.sender!r} refused: {exc.smtp_code} {_text(exc.smtp_error)}"
+            if exc.smtp_code == _SERVICE_NOT_AVAILABLE:
+                raise self._unavailable(reason) from None
+            if exc.smtp_code >= 500:
+                # our own From is refused for good: no notice can go until the setting is fixed
+                raise self._unavailable(reason, ("SIPFLOWS_SENDER_ADDRESS",)) from None
+            raise TransientSendError(self._scrub(reason)) from None
         except smtplib.SMTPResponseException as exc:
             self._after_reply_error(smtp)
-            reason = self._scrub(f"{self._where()} answered {exc.smtp_code} {_text(exc.smtp_error)}")
-            raise (PermanentSendError if exc.smtp_code >= 500 else TransientSendError)(reason) from None
+            reason = f"{self._where()} answered {exc.smtp_code} {_text(exc.smtp_error)}"
+            if exc.smtp_code == _SERVICE_NOT_AVAILABLE:
+                raise self._unavailable(f"answered {exc.smtp_code} {_text(exc.smtp_error)}") from None
+            raise (PermanentSendError if exc.smtp_code >= 500 else TransientSendError)(
+                self._scrub(reason)
+            ) from None
         except smtplib.SMTPNotSupportedError as exc:
             # e.g. an address that needs SMTPUTF8 on a server without it: this message can never go
             raise PermanentSendError(self._scrub(str(exc))) from None
         except (smtplib.SMTPException, OSError) as exc:
+            # lost in the middle of this message (it may even have arrived): this message is retried,
+            # and the next one reconnects — or finds the server unavailable
             self._discard(smtp)
             self._smtp = None
             raise TransientSendError(

@@ -15,7 +15,10 @@ from flows.dispatch import dispatch_notices
 from flows.invitations import sync_meeting_invitations
 from flows.weekly_report import WeeklyReportParameters, weekly_report_flow
 from sipflows.models import Answer, Meeting, MeetingKind, MeetingStatus, Notice, NoticeStatus
+from tests import smtp_server as smtp_helpers
 from tests.factories import SECRETS, local
+
+smtp_server = smtp_helpers.smtp_server  # the fixture
 
 
 class _Artifact:
@@ -123,27 +126,31 @@ def test_invitations_then_dispatch_write_the_outbox(flow_env, build, session):
     assert all(inv.sent_at is not None and inv.answer == Answer.NONE for inv in meeting.invitations)
 
 
-def test_dispatch_failure_is_recorded_and_reported(flow_env, build, session, monkeypatch):
+def test_dispatch_failure_is_recorded_and_reported(flow_env, build, session, smtp_server, monkeypatch):
     from sipflows.settings import get_settings
 
     _register_with_late_documentation(build, session)
+    sync_meeting_invitations()
     daily_sweep(SweepParameters(date=date(2026, 11, 19)))
-    # an SMTP server that is not there: every send fails transiently and is kept for retry
+    # the mail server works, but refuses one recipient for good and another for now
     monkeypatch.setenv("SIPFLOWS_TRANSPORT", "smtp")
-    monkeypatch.setenv("SIPFLOWS_SMTP_HOST", "127.0.0.1")
-    monkeypatch.setenv("SIPFLOWS_SMTP_PORT", "9")
-    monkeypatch.setenv("SIPFLOWS_SMTP_PASSWORD", "hemligt-lösenord-123")
-    monkeypatch.setenv("SIPFLOWS_SMTP_USERNAME", "sip")
-    monkeypatch.setenv("SIPFLOWS_SMTP_TIMEOUT", "2")
+    monkeypatch.setenv("SIPFLOWS_SMTP_HOST", smtp_server.host)
+    monkeypatch.setenv("SIPFLOWS_SMTP_PORT", str(smtp_server.port))
     get_settings.cache_clear()
+    addresses = sorted({n.address for n in session.scalars(select(Notice))})
+    assert len(addresses) >= 2
+    smtp_server.refuse(addresses[0], "550 5.1.1 no such user")
+    smtp_server.refuse(addresses[1], "452 4.2.2 mailbox full")
     result = dispatch_notices()
-    assert result["sent"] == 0 and result["failed"] >= 1
-    failures = latest_artifact("dispatch-failures")
-    assert "hemligt-lösenord-123" not in str(failures.data)
+    assert result["dead"] >= 1 and result["failed"] >= 1
+    failures = str(latest_artifact("dispatch-failures").data)
+    assert "550 5.1.1" in failures and "452 4.2.2" in failures
     session.expire_all()
     failed = session.scalars(select(Notice).where(Notice.status == NoticeStatus.FAILED)).all()
     assert failed and all(n.attempts == 1 and n.last_error for n in failed)
     assert all(n.next_attempt_at > n.created_at for n in failed)
+    for secret in SECRETS:
+        assert secret not in failures
 
 
 def test_weekly_report_flow_publishes_aggregates_and_mails_once(flow_env, build, session):

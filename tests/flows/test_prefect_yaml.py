@@ -72,8 +72,13 @@ def test_sweep_runs_on_weekday_mornings_and_report_on_monday():
 def test_no_pull_step_bakes_in_a_local_path():
     text = PREFECT_YAML.read_text()
     assert str(Path.cwd()) not in text and "/work/" not in text and "/home/" not in text
-    directory = CONFIG["pull"][0]["prefect.deployments.steps.set_working_directory"]["directory"]
-    assert directory.startswith("{{ $")
+    assert CONFIG["pull"] == [{"deployments.steps.enter_sipflows_home": {}}]  # reads $SIPFLOWS_HOME
+
+
+def test_worker_runs_send_heartbeats_often_enough_for_the_silent_runs_automation():
+    env = CONFIG["definitions"]["work_pools"]["sipflows_pool"]["job_variables"]["env"]
+    assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) * 3 <= 120  # three beats within its window
+    assert all(d["work_pool"]["job_variables"]["env"] == env for d in CONFIG["deployments"])
 
 
 def test_definitions_are_anchored_and_shared():
