@@ -47,6 +47,9 @@ def quickstart(
     env = quickstart_environment(data_dir, outbox_dir)
     os.environ.update(env)
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect gives its temporary server 20 s; a first start migrates its database, which on a busy
+    # laptop (or CI) takes longer and failed the quickstart with "Timed out … ephemeral Prefect API"
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     get_settings.cache_clear()
     settings = get_settings()
     try:
