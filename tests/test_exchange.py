@@ -434,6 +434,40 @@ def test_secret_comes_lazily_from_the_credentials_block(ews: EwsServer) -> None:
 
 
 @pytest.mark.parametrize(
+    ("stored", "problem"),
+    [
+        ({"password": PASSWORD, "user": "svc"}, None),  # a JSON Secret block with the password in it
+        ({"user": "svc"}, "holds no text secret"),
+        ("", "holds no text secret"),
+    ],
+)
+def test_a_credentials_block_is_read_through_the_loader_the_caller_gives(
+    ews: EwsServer, stored: object, problem: str | None
+) -> None:
+    settings = exchange_settings(ews, exchange_password=None, exchange_credentials_block="exchange-sip")
+    transport = ExchangeTransport(settings, secret_loader=lambda block: stored)
+    if problem is None:
+        with transport:
+            transport.send(outgoing(meeting=meeting_info()))
+        assert len(ews.calendar_items()) == 1
+        return
+    with pytest.raises(ExchangeConfigurationError) as raised:
+        transport.__enter__()
+    assert problem in str(raised.value) and "SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK" in str(raised.value)
+    assert ews.sent == []
+
+
+def test_a_credentials_block_without_a_secret_store_names_the_setting(ews: EwsServer) -> None:
+    """The library reads no secret store of its own: without the entry point's loader it says so."""
+    settings = exchange_settings(ews, exchange_password=None, exchange_credentials_block="exchange-sip")
+    with pytest.raises(ExchangeConfigurationError) as raised, ExchangeTransport(settings):
+        pass
+    message = str(raised.value)
+    assert "SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK" in message and "SIPFLOWS_EXCHANGE_PASSWORD" in message
+    assert ews.sent == []
+
+
+@pytest.mark.parametrize(
     ("overrides", "named"),
     [
         ({"exchange_username": None}, "SIPFLOWS_EXCHANGE_USERNAME"),

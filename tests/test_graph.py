@@ -585,6 +585,24 @@ def test_certificate_file_must_hold_a_matching_key_and_certificate(tmp_path: Pat
         certificate_credential(only_cert, None)
 
 
+def test_a_credentials_block_holding_an_object_gives_its_client_secret(graph: GraphServer) -> None:
+    settings = graph_settings(graph, graph_client_secret=None, graph_credentials_block="graph-sip")
+    stored = {"client_secret": SECRET, "note": "rotated 2026-11"}
+    with GraphTransport(settings, secret_loader=lambda block: stored) as transport:
+        transport.send(outgoing(key="reminder:a"))
+    assert len(graph.sent) == 1
+
+
+def test_a_credentials_block_without_a_secret_store_names_the_setting(graph: GraphServer) -> None:
+    """The library reads no secret store of its own: without the entry point's loader it says so."""
+    settings = graph_settings(graph, graph_client_secret=None, graph_credentials_block="graph-sip")
+    with pytest.raises(GraphConfigurationError) as raised, GraphTransport(settings):
+        pass
+    message = str(raised.value)
+    assert "SIPFLOWS_GRAPH_CREDENTIALS_BLOCK" in message and "SIPFLOWS_GRAPH_CLIENT_SECRET" in message
+    assert graph.sent == [] and graph.token_requests == []
+
+
 def test_secret_comes_lazily_from_the_credentials_block(graph: GraphServer) -> None:
     asked: list[str] = []
 

@@ -46,6 +46,7 @@ from sipflows.replies.itip import (
 )
 from sipflows.replies.mailbox import handle_message, imap_utf7, ingest_folder, ingest_imap
 from sipflows.settings import Settings
+from sipflows.transports.base import SecretLoader
 
 # how far back the calendar services (Exchange, Graph) are read when the caller does not say
 CALENDAR_LOOKBACK = timedelta(days=90)
@@ -87,13 +88,19 @@ __all__ = [
 
 
 def ingest_configured(
-    engine: Engine, settings: Settings, now: datetime, *, since: datetime | None = None
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    *,
+    since: datetime | None = None,
+    secret_loader: SecretLoader | None = None,
 ) -> dict[str, ReplySummary]:
     """Every configured source of answers: Exchange (when an Exchange server is set) and Microsoft Graph
     (when the transport is ``graph``) — the attendee responses of meetings ending at or after ``since``,
     default :data:`CALENDAR_LOOKBACK` back —, IMAP (``imap_host``) and the replies folder
     (``replies_dir``). A source that cannot be read does not keep the others from running; its error is
-    raised after them, so the run still fails visibly."""
+    raised after them, so the run still fails visibly. ``secret_loader`` reads Exchange's or Graph's
+    credentials block, as for dispatch."""
     summaries: dict[str, ReplySummary] = {}
     errors: list[str] = []
 
@@ -106,12 +113,14 @@ def ingest_configured(
     if settings.exchange_server or settings.exchange_service_endpoint:
         try:
             with session_scope(engine) as session:
-                summaries["exchange"] = poll_exchange_responses(settings, session, since, now)
+                summaries["exchange"] = poll_exchange_responses(
+                    settings, session, since, now, secret_loader=secret_loader
+                )
         except ReplyIngestError as exc:
             failed("exchange", exc)
     if settings.transport == "graph":
         try:
-            summaries["graph"] = ingest_graph(engine, settings, now, since)
+            summaries["graph"] = ingest_graph(engine, settings, now, since, secret_loader=secret_loader)
         except ReplyIngestError as exc:
             failed("graph", exc)
     if settings.imap_host:

@@ -31,6 +31,7 @@ from sipflows.replies.answers import (
     apply_calendar_responses,
 )
 from sipflows.settings import Settings
+from sipflows.transports.base import SecretLoader
 
 log = logging.getLogger("sipflows.replies")
 
@@ -84,7 +85,12 @@ def item_responses(item: Any, uid: str) -> list[CalendarResponse]:
 
 
 def poll_exchange_responses(
-    account_or_settings: Any, session: Session, since: datetime, now: datetime
+    account_or_settings: Any,
+    session: Session,
+    since: datetime,
+    now: datetime,
+    *,
+    secret_loader: SecretLoader | None = None,
 ) -> ReplySummary:
     """Record the attendees' answers on the Exchange items of meetings that end at or after ``since``.
 
@@ -106,7 +112,7 @@ def poll_exchange_responses(
         return summary
     owned = isinstance(account_or_settings, Settings)
     try:
-        account = exchange.connect(account_or_settings) if owned else account_or_settings
+        account = exchange.connect(account_or_settings, secret_loader) if owned else account_or_settings
     except Exception as exc:  # incomplete settings, an unreadable secret block: this source fails alone
         raise ReplyIngestError(f"Exchange polling cannot start: {exchange.describe_error(exc)}") from None
     responses: list[CalendarResponse] = []

@@ -43,7 +43,12 @@ from sipflows.replies.answers import (
     domain_of,
 )
 from sipflows.settings import Settings
-from sipflows.transports.base import PermanentSendError, TransientSendError, TransportUnavailable
+from sipflows.transports.base import (
+    PermanentSendError,
+    SecretLoader,
+    TransientSendError,
+    TransportUnavailable,
+)
 from sipflows.transports.graph import (
     EventResponses,
     GraphClient,
@@ -194,10 +199,10 @@ def _failure(what: str, exc: Exception) -> str:
     return f"{what}: {text}"
 
 
-def graph_client(settings: Settings) -> GraphClient:
+def graph_client(settings: Settings, secret_loader: SecretLoader | None = None) -> GraphClient:
     """A client for the configured mailbox, not yet connected; a missing or wrong setting is named."""
     try:
-        return GraphClient(settings)
+        return GraphClient(settings, secret_loader=secret_loader)
     except Exception as exc:
         raise ReplyIngestError(_failure("Microsoft Graph polling cannot start", exc)) from None
 
@@ -210,7 +215,12 @@ def _open(client: GraphClient) -> None:
 
 
 def poll_graph_responses(
-    client_or_settings: GraphClient | Settings, session: Session, since: datetime, now: datetime
+    client_or_settings: GraphClient | Settings,
+    session: Session,
+    since: datetime,
+    now: datetime,
+    *,
+    secret_loader: SecretLoader | None = None,
 ) -> ReplySummary:
     """Record the answers on the Graph events of meetings that end at or after ``since``.
 
@@ -226,7 +236,9 @@ def poll_graph_responses(
     summary = ReplySummary()
     owned = isinstance(client_or_settings, Settings)
     client = (
-        graph_client(client_or_settings) if isinstance(client_or_settings, Settings) else client_or_settings
+        graph_client(client_or_settings, secret_loader)
+        if isinstance(client_or_settings, Settings)
+        else client_or_settings
     )
     booked = booked_events(session, since)
     if not booked:
@@ -243,13 +255,22 @@ def poll_graph_responses(
     return summary
 
 
-def ingest_graph(engine: Engine, settings: Settings, now: datetime, since: datetime) -> ReplySummary:
+def ingest_graph(
+    engine: Engine,
+    settings: Settings,
+    now: datetime,
+    since: datetime,
+    *,
+    secret_loader: SecretLoader | None = None,
+) -> ReplySummary:
     """The replies run's Graph source: the ledger read, Graph read, the answers applied and committed —
     three steps, so no transaction is held open while Graph is waited on."""
     if since.tzinfo is None or now.tzinfo is None:
         raise ValueError("since and now must be aware datetimes")
     summary = ReplySummary()
-    client = graph_client(settings)  # the settings are checked even when there is nothing to read
+    client = graph_client(
+        settings, secret_loader
+    )  # the settings are checked even when there is nothing to read
     try:
         with session_scope(engine) as session:
             booked = booked_events(session, since)

@@ -6,10 +6,25 @@ transports, the structured meeting for calendar-aware ones) and never touches th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+# Reads a named secret from the store the entry point chose (the flows: Prefect Secret blocks). The
+# library never imports a secret store itself, so it runs where Prefect is not installed.
+SecretLoader = Callable[[str], object]
+
+
+def secret_text(value: object, keys: tuple[str, ...]) -> str | None:
+    """A loaded secret as text: a non-empty string, or the first of ``keys`` in an object; else None."""
+    if isinstance(value, dict):
+        for key in keys:
+            found = value.get(key)
+            if isinstance(found, str) and found:
+                return found
+        return None
+    return value if isinstance(value, str) and value else None
 
 
 @dataclass(frozen=True)

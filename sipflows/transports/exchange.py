@@ -29,7 +29,7 @@ import hashlib
 import html
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -39,16 +39,16 @@ from sipflows.transports.base import (
     MeetingInfo,
     OutgoingMessage,
     PermanentSendError,
+    SecretLoader,
     SendResult,
     TransientSendError,
     Transport,
     TransportUnavailable,
+    secret_text,
 )
 from sipflows.transports.redact import Redactor
 
 log = logging.getLogger(__name__)
-
-SecretLoader = Callable[[str], str]
 
 # Loggers of the libraries that see credentials or tokens on the wire (request headers, token requests).
 _LIBRARY_LOGGERS = ("exchangelib", "requests_oauthlib", "oauthlib", "requests_ntlm", "urllib3")
@@ -235,40 +235,31 @@ def _basic_auth_forms(user: str, secret: str) -> Iterable[str]:
                 continue
 
 
-def _prefect_secret(block_name: str) -> str:
-    """The secret from a Prefect Secret block: a string, or a JSON object with password/client_secret."""
-    from prefect.blocks.system import Secret  # lazily: the domain library works without Prefect
-
-    block: Any = Secret.load(block_name)  # sync here; typed as maybe-awaitable by Prefect
-    value = block.get()
-    if isinstance(value, dict):
-        for key in ("password", "client_secret", "secret"):
-            if isinstance(value.get(key), str):
-                return str(value[key])
-        raise ExchangeConfigurationError(
-            f"Prefect Secret block {block_name!r} holds an object without password/client_secret",
-            ("SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK",),
-        )
-    if not isinstance(value, str) or not value:
-        raise ExchangeConfigurationError(
-            f"Prefect Secret block {block_name!r} holds no text secret",
-            ("SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK",),
-        )
-    return value
-
-
 def _secret(settings: Settings, loader: SecretLoader | None) -> str:
-    if settings.exchange_credentials_block:
+    block = settings.exchange_credentials_block
+    if block:
+        if loader is None:
+            raise ExchangeConfigurationError(
+                f"SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK names the Prefect Secret block {block!r}, which only "
+                "the flows and the sipflows CLI can read; set SIPFLOWS_EXCHANGE_PASSWORD (or _CLIENT_SECRET) "
+                "instead",
+                ("SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK",),
+            )
         try:
-            return (loader or _prefect_secret)(settings.exchange_credentials_block)
-        except ExchangeConfigurationError:
-            raise
+            value = loader(block)
         except Exception as exc:  # the block is missing, or the Prefect API cannot be reached
             raise ExchangeConfigurationError(
-                f"the Prefect Secret block {settings.exchange_credentials_block!r} cannot be read: "
-                f"{describe_error(exc)}",
+                f"the Prefect Secret block {block!r} cannot be read: {describe_error(exc)}",
                 ("SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK",),
             ) from None
+        text = secret_text(value, ("password", "client_secret", "secret"))
+        if text is None:
+            raise ExchangeConfigurationError(
+                f"Prefect Secret block {block!r} holds no text secret (a string, or an object with "
+                "password/client_secret)",
+                ("SIPFLOWS_EXCHANGE_CREDENTIALS_BLOCK",),
+            )
+        return text
     if settings.exchange_auth == "oauth2":
         if settings.exchange_client_secret is None:
             raise ExchangeConfigurationError(

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from sipflows.notices.mime import sender_address
 from sipflows.settings import Settings
-from sipflows.transports.base import Transport
+from sipflows.transports.base import SecretLoader, Transport
 
 
-def make_transport(settings: Settings) -> Transport:
-    """Outbox (default; nothing leaves the machine), SMTP, Exchange or Graph (imported only when chosen)."""
+def make_transport(settings: Settings, secret_loader: SecretLoader | None = None) -> Transport:
+    """Outbox (default; nothing leaves the machine), SMTP, Exchange or Graph (imported only when chosen).
+
+    ``secret_loader`` reads the credentials blocks that Exchange and Graph may be configured with; the
+    entry points (flows, CLI) pass the Prefect one.
+    """
     if settings.transport == "outbox":
         from sipflows.transports.outbox import OutboxTransport
 
@@ -23,10 +27,10 @@ def make_transport(settings: Settings) -> Transport:
         # exchangelib is heavy to import; only Exchange installations pay for it
         from sipflows.transports.exchange import ExchangeTransport
 
-        return ExchangeTransport(settings)
+        return ExchangeTransport(settings, secret_loader)
     if settings.transport == "graph":
         # msal and httpx are only loaded where Microsoft Graph is used
         from sipflows.transports.graph import GraphTransport
 
-        return GraphTransport(settings)
+        return GraphTransport(settings, secret_loader=secret_loader)
     raise ValueError(f"unknown transport {settings.transport!r}; choose outbox, smtp, exchange or graph")

@@ -9,7 +9,7 @@ import re
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sipflows.transports.graph.common import GraphConfigurationError
 
@@ -71,27 +71,6 @@ def _context_for(locations: tuple[tuple[str, str, int], ...]) -> ssl.SSLContext:
 
 
 # ------------------------------------------------------------------------------------------ credentials
-
-
-def _prefect_secret(block_name: str) -> str:
-    """The client secret from a Prefect Secret block: a string, or an object with client_secret/secret."""
-    from prefect.blocks.system import Secret  # lazily: the domain library works without Prefect
-
-    block: Any = Secret.load(block_name)
-    value = block.get()
-    if isinstance(value, dict):
-        for key in ("client_secret", "secret", "password"):
-            if isinstance(value.get(key), str) and value[key]:
-                return str(value[key])
-        raise GraphConfigurationError(
-            f"Prefect Secret block {block_name!r} (SIPFLOWS_GRAPH_CREDENTIALS_BLOCK) holds an object "
-            "without client_secret"
-        )
-    if not isinstance(value, str) or not value:
-        raise GraphConfigurationError(
-            f"Prefect Secret block {block_name!r} (SIPFLOWS_GRAPH_CREDENTIALS_BLOCK) holds no text secret"
-        )
-    return value
 
 
 _PEM_KEY = re.compile(r"-----BEGIN ((?:ENCRYPTED |RSA |EC )?PRIVATE KEY)-----.+?-----END \1-----", re.DOTALL)

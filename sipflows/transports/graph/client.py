@@ -15,10 +15,12 @@ from sipflows.notices.mime import check_address
 from sipflows.settings import Settings
 from sipflows.transports.base import (
     PermanentSendError,
+    SecretLoader,
     TransientSendError,
     TransportUnavailable,
+    secret_text,
 )
-from sipflows.transports.graph.auth import _prefect_secret, certificate_credential, ssl_context
+from sipflows.transports.graph.auth import certificate_credential, ssl_context
 from sipflows.transports.graph.common import (
     _EVENT_FIELDS,
     _EXPAND,
@@ -30,7 +32,6 @@ from sipflows.transports.graph.common import (
     EventResponses,
     GraphConfigurationError,
     GraphReadError,
-    SecretLoader,
     _error_of,
     _property,
     _responses,
@@ -195,12 +196,27 @@ class GraphClient:
             _SCRUBBER.add(secret)
             return certificate_credential(settings.graph_certificate_path, secret)
         if settings.graph_credentials_block:
-            value = (self._secret_loader or _prefect_secret)(settings.graph_credentials_block)
+            value = self._block_secret(settings.graph_credentials_block)
         else:
             assert settings.graph_client_secret is not None  # checked in __init__
             value = settings.graph_client_secret.get_secret_value()
         _SCRUBBER.add(value, quote(value, safe=""))
         return value
+
+    def _block_secret(self, block: str) -> str:
+        if self._secret_loader is None:
+            raise GraphConfigurationError(
+                f"SIPFLOWS_GRAPH_CREDENTIALS_BLOCK names the Prefect Secret block {block!r}, which only the "
+                "flows and the sipflows CLI can read; set SIPFLOWS_GRAPH_CLIENT_SECRET instead"
+            )
+        value = self._secret_loader(block)
+        text = secret_text(value, ("client_secret", "secret", "password"))
+        if text is None:
+            raise GraphConfigurationError(
+                f"Prefect Secret block {block!r} (SIPFLOWS_GRAPH_CREDENTIALS_BLOCK) holds no text secret "
+                "(a string, or an object with client_secret)"
+            )
+        return text
 
     def _build_app(self) -> msal.ConfidentialClientApplication:
         """msal's client for our tenant; reads the authority's OpenID configuration (never Microsoft's

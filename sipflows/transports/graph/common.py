@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -22,8 +22,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-
-SecretLoader = Callable[[str], str]
 
 # sipflows' own MAPI property set; its two named properties mark and identify the events it books
 PROPERTY_SET = "{74b2aa2a-f22b-4d2d-a8a2-272e87fe25a0}"
