@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
+from typing import Any
 
 from prefect import get_run_logger
 from prefect.artifacts import create_markdown_artifact
+from prefect.blocks.system import Secret
 from prefect.runtime import flow_run
 from prefect.variables import Variable
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from sipflows.db import RegisterError, describe_url, open_register
+from sipflows.db import RegisterError, describe_url, register
 from sipflows.policy import EffectivePolicy, PolicyError, check_organisations_in, load_policy
 from sipflows.runs import policy_log_lines, policy_markdown, run_dates
 from sipflows.settings import Settings, SettingsError
@@ -33,6 +37,12 @@ def fail_loudly(flow_key: str, what: str, detail: str, verb: str = "is invalid")
     return ConfigurationError(f"{what} {verb}:\n{detail}")
 
 
+def prefect_secret(block_name: str) -> object:
+    """The value of a Prefect Secret block: how the flows give Exchange and Graph their credentials."""
+    block: Any = Secret.load(block_name)  # sync in a sync flow; typed as maybe-awaitable by Prefect
+    return block.get()
+
+
 def load_settings(flow_key: str) -> Settings:
     try:
         return read_settings()
@@ -41,14 +51,18 @@ def load_settings(flow_key: str) -> Settings:
         raise fail_loudly(flow_key, "Settings", str(exc)) from None
 
 
-def open_flow_register(flow_key: str, settings: Settings) -> Engine:
-    """The register the run works on, logged without credentials; a missing one fails the run loudly."""
+@contextmanager
+def flow_register(flow_key: str, settings: Settings) -> Iterator[Engine]:
+    """The register the run works on, logged without credentials and closed after the run; a missing
+    one fails the run loudly."""
     url = settings.sqlalchemy_url()
     get_run_logger().info("Register: %s", describe_url(url))
-    try:
-        return open_register(url)
-    except RegisterError as exc:
-        raise fail_loudly(flow_key, "The register", str(exc), verb="cannot be used") from None
+    with ExitStack() as stack:
+        try:
+            engine = stack.enter_context(register(url))
+        except RegisterError as exc:
+            raise fail_loudly(flow_key, "The register", str(exc), verb="cannot be used") from None
+        yield engine
 
 
 def check_policy_organisations(flow_key: str, engine: Engine, policy: EffectivePolicy) -> None:
@@ -57,7 +71,6 @@ def check_policy_organisations(flow_key: str, engine: Engine, policy: EffectiveP
         with Session(engine) as session:
             check_organisations_in(session, policy)
     except PolicyError as exc:
-        engine.dispose()
         raise fail_loudly(flow_key, "The deadline policy", str(exc)) from None
 
 

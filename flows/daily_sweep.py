@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field
 
 from flows._prefect import (
     check_policy_organisations,
+    flow_register,
     flow_run_id,
     load_effective_policy,
     load_settings,
-    open_flow_register,
     policy_artifact,
     this_run,
 )
@@ -48,8 +48,7 @@ def daily_sweep(params: SweepParameters = SweepParameters()) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown checks {sorted(unknown)}; known: {CHECK_NAMES}")
     # the register is checked on holidays too: a missing one must not hide behind a skipped day
-    engine = open_flow_register("daily-sweep", settings)
-    try:
+    with flow_register("daily-sweep", settings) as engine:
         check_policy_organisations("daily-sweep", engine, policy)
         if params.date is None and not is_working_day(judged):
             # cron cannot know Swedish holidays; the next working day's run reports the latest stage reached
@@ -62,8 +61,6 @@ def daily_sweep(params: SweepParameters = SweepParameters()) -> dict[str, Any]:
         result = run_sweep(
             engine, judged, policy, now, settings, only=params.checks, flow_run_id=flow_run_id()
         )
-    finally:
-        engine.dispose()
     counts = sweep_counts_table(result)
     create_table_artifact(
         key="daily-sweep-counts",

@@ -22,7 +22,7 @@ from prefect.events import emit_event
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, Field
 
-from flows._prefect import load_settings, open_flow_register, this_run
+from flows._prefect import flow_register, load_settings, prefect_secret, this_run
 from sipflows.notices.dispatch import DispatchSummary, dispatch
 from sipflows.settings import Settings
 from sipflows.transports.base import TransportUnavailable
@@ -79,37 +79,35 @@ def _send(
     params: DispatchParameters, settings: Settings
 ) -> tuple[DispatchSummary, TransportUnavailable | None]:
     _, now = this_run(None)
-    engine = open_flow_register("dispatch", settings)
-    limit = transport_limit_name(settings.transport)
-    holding = False
-    try:
-        with concurrency(
-            limit,
-            occupy=1,
-            lease_duration=TRANSPORT_SLOT_LEASE_SECONDS,
-            timeout_seconds=TRANSPORT_SLOT_WAIT_SECONDS,
-        ):
-            holding = True
-            summary = dispatch(
-                engine,
-                make_transport(settings),
-                now,
-                settings,
-                batch_size=params.batch_size,
-                max_batches=params.max_batches,
-            )
-    except TransportUnavailable as exc:
-        return (exc.summary or DispatchSummary()), exc
-    except TimeoutError:
-        if holding:
-            raise
-        raise TransportBusy(
-            f"the concurrency slot {limit} stayed taken for {TRANSPORT_SLOT_WAIT_SECONDS} s: another "
-            f"dispatcher is using the {settings.transport} transport (see `prefect gcl inspect {limit}`); "
-            "this run sent nothing"
-        ) from None
-    finally:
-        engine.dispose()
+    with flow_register("dispatch", settings) as engine:
+        limit = transport_limit_name(settings.transport)
+        holding = False
+        try:
+            with concurrency(
+                limit,
+                occupy=1,
+                lease_duration=TRANSPORT_SLOT_LEASE_SECONDS,
+                timeout_seconds=TRANSPORT_SLOT_WAIT_SECONDS,
+            ):
+                holding = True
+                summary = dispatch(
+                    engine,
+                    make_transport(settings, prefect_secret),
+                    now,
+                    settings,
+                    batch_size=params.batch_size,
+                    max_batches=params.max_batches,
+                )
+        except TransportUnavailable as exc:
+            return (exc.summary or DispatchSummary()), exc
+        except TimeoutError:
+            if holding:
+                raise
+            raise TransportBusy(
+                f"the concurrency slot {limit} stayed taken for {TRANSPORT_SLOT_WAIT_SECONDS} s: "
+                f"another dispatcher is using the {settings.transport} transport (see `prefect gcl "
+                f"inspect {limit}`); this run sent nothing"
+            ) from None
     return summary, None
 
 

@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
-from flows._prefect import load_settings, open_flow_register, this_run
+from flows._prefect import flow_register, load_settings, prefect_secret, this_run
 from sipflows.replies import PartialIngestError, ReplySummary, ingest_configured
 
 
@@ -51,17 +51,19 @@ def ingest_replies(params: RepliesParameters = RepliesParameters()) -> dict[str,
     settings = load_settings("replies")
     _, now = this_run(None)
     logger = get_run_logger()
-    engine = open_flow_register("replies", settings)
-    try:
-        summaries = ingest_configured(
-            engine, settings, now, since=now - timedelta(days=params.calendar_lookback_days)
-        )
-    except PartialIngestError as exc:
-        logger.error("Replies: a source failed: %s", exc)
-        _artifacts(exc.summaries)
-        raise
-    finally:
-        engine.dispose()
+    with flow_register("replies", settings) as engine:
+        try:
+            summaries = ingest_configured(
+                engine,
+                settings,
+                now,
+                since=now - timedelta(days=params.calendar_lookback_days),
+                secret_loader=prefect_secret,
+            )
+        except PartialIngestError as exc:
+            logger.error("Replies: a source failed: %s", exc)
+            _artifacts(exc.summaries)
+            raise
     table = _artifacts(summaries)
     logger.info("Replies: %s", table)
     total = sum(summaries.values(), ReplySummary())

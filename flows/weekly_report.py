@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from flows._prefect import (
     check_policy_organisations,
+    flow_register,
     load_effective_policy,
     load_settings,
-    open_flow_register,
     this_run,
 )
 from sipflows.report import last_week_ending, markdown_summary, table_rows, weekly_report
@@ -32,9 +32,8 @@ def weekly_report_flow(params: WeeklyReportParameters = WeeklyReportParameters()
     policy = load_effective_policy("weekly-report", settings)
     _, now = this_run(None)
     week_ending = params.week_ending or last_week_ending(local_date(now))
-    engine = open_flow_register("weekly-report", settings)
-    check_policy_organisations("weekly-report", engine, policy)
-    try:
+    with flow_register("weekly-report", settings) as engine:
+        check_policy_organisations("weekly-report", engine, policy)
         report = weekly_report(
             engine,
             week_ending,
@@ -44,8 +43,6 @@ def weekly_report_flow(params: WeeklyReportParameters = WeeklyReportParameters()
             now,
             language=settings.report_language,
         )
-    finally:
-        engine.dispose()
     create_markdown_artifact(
         key="weekly-report-summary",
         markdown=markdown_summary(report.stats, settings.report_language, weekly=True),

@@ -204,3 +204,15 @@ def upgrade_register(url: str | None = None) -> Engine:
         engine.dispose()
         raise
     return engine
+
+
+@contextmanager
+def register(url: str | None = None, *, create: bool = False) -> Iterator[Engine]:
+    """The register for one command or flow run: opened (created or migrated first with ``create``), and
+    its connections closed when the run is done, whatever happened. Raises ``RegisterError`` as
+    :func:`open_register` / :func:`upgrade_register` do."""
+    engine = upgrade_register(url) if create else open_register(url)
+    try:
+        yield engine
+    finally:
+        engine.dispose()

@@ -6,14 +6,16 @@ with exit code 2 and one message on stderr that names what to set or run; never 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from sipflows.db import RegisterError, open_register, upgrade_register
+from sipflows.db import RegisterError, register
 from sipflows.policy import EffectivePolicy, PolicyError, check_organisations_in, load_policy
 from sipflows.settings import get_settings
 from sipflows.timeutil import local_date
@@ -26,20 +28,24 @@ def fail(message: str, code: int = CONFIGURATION_ERROR) -> NoReturn:
     raise typer.Exit(code)
 
 
-def register_engine(database_url: str | None = None) -> Engine:
-    """The configured register, which must exist at this code's schema (``sipflows db upgrade``)."""
-    try:
-        return open_register(database_url)
-    except RegisterError as exc:
-        fail(str(exc))
+def prefect_secret(block_name: str) -> object:
+    """The value of a Prefect Secret block, for Exchange or Graph credentials kept in Prefect."""
+    from prefect.blocks.system import Secret  # only where a credentials block is configured
+
+    block: Any = Secret.load(block_name)  # sync here; typed as maybe-awaitable by Prefect
+    return block.get()
 
 
-def created_register_engine(database_url: str | None = None) -> Engine:
-    """The register, created or migrated first (for the commands allowed to: db upgrade, demo)."""
-    try:
-        return upgrade_register(database_url)
-    except RegisterError as exc:
-        fail(str(exc))
+@contextmanager
+def command_register(database_url: str | None = None, *, create: bool = False) -> Iterator[Engine]:
+    """The configured register for one command, closed after it; it must exist at this code's schema
+    (``sipflows db upgrade``) unless ``create`` (for the commands allowed to: db upgrade, demo)."""
+    with ExitStack() as stack:
+        try:
+            engine = stack.enter_context(register(database_url, create=create))
+        except RegisterError as exc:
+            fail(str(exc))
+        yield engine
 
 
 def effective_policy() -> EffectivePolicy:
@@ -53,7 +59,6 @@ def require_known_organisations(engine: Engine, policy: EffectivePolicy) -> None
         with Session(engine) as session:
             check_organisations_in(session, policy)
     except PolicyError as exc:
-        engine.dispose()
         fail(f"invalid policy:\n{exc}")
 
 

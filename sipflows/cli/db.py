@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from sipflows.cli.common import created_register_engine
+from sipflows.cli.common import command_register
 from sipflows.db import current_revision, describe_url
 
 db_app = typer.Typer(help="The register's schema: create it, or migrate it after an upgrade of sipflows.")
@@ -20,12 +20,9 @@ def upgrade(
     database_url: str | None = typer.Option(None, "--database-url", help="Default: SIPFLOWS_DATABASE_URL."),
 ) -> None:
     """Create the register (SIPFLOWS_DATABASE_URL) if it is not there and migrate it to the newest schema."""
-    engine = created_register_engine(database_url)
-    try:
+    with command_register(database_url, create=True) as engine:
         revision = current_revision(engine)
         typer.echo(f"register {describe_url(engine.url)} is at schema revision {revision} (the newest)")
-    finally:
-        engine.dispose()
 
 
 def register(app: typer.Typer) -> None:

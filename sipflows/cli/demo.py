@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from sipflows.cli.common import created_register_engine, effective_policy, parse_date
+from sipflows.cli.common import command_register, effective_policy, parse_date
 from sipflows.db import session_scope
 from sipflows.demo import DEMO_DATE, build_demo
 
@@ -28,12 +28,8 @@ def demo_command(
     """
     today = parse_date(on)
     policy = effective_policy()
-    engine = created_register_engine(database_url)
-    try:
-        with session_scope(engine) as session:
-            summary = build_demo(session, today, policy=policy)
-    finally:
-        engine.dispose()
+    with command_register(database_url, create=True) as engine, session_scope(engine) as session:
+        summary = build_demo(session, today, policy=policy)
     for line in summary.lines():
         typer.echo(line)
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sipflows.cli.common import register_engine
+from sipflows.cli.common import command_register
 from sipflows.importer import ImportErrors, ImportReport, import_files
 
 
@@ -30,26 +30,24 @@ def import_command(
     """Import organisations, closed days, contacts, cases, participants, meetings, invitations, deviations.
 
     Each file is imported whole or not at all; the first file with errors stops the rest."""
-    engine = register_engine(database_url)
-    # the command line is the edge of the system: the one place the import reads the clock
-    now = datetime.now(UTC)
-    try:
-        report = import_files(engine, paths, now, dry_run=dry_run)
-    except ImportErrors as exc:
-        for error in exc.errors:
-            typer.echo(str(error), err=True)
-        _print_files(exc.report)
-        typer.echo(f"{len(exc.errors)} error(s); nothing of the failing file was written.", err=True)
-        if exc.report.files:
-            verb = "validated" if dry_run else "imported"
-            typer.echo(f"Files {verb}: {', '.join(exc.report.imported)}", err=True)
-        if exc.report.failed:
-            typer.echo(f"Not imported: {exc.report.failed} (errors)", err=True)
-        if exc.report.not_attempted:
-            typer.echo(f"Not attempted: {', '.join(exc.report.not_attempted)}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    with command_register(database_url) as engine:
+        # the command line is the edge of the system: the one place the import reads the clock
+        now = datetime.now(UTC)
+        try:
+            report = import_files(engine, paths, now, dry_run=dry_run)
+        except ImportErrors as exc:
+            for error in exc.errors:
+                typer.echo(str(error), err=True)
+            _print_files(exc.report)
+            typer.echo(f"{len(exc.errors)} error(s); nothing of the failing file was written.", err=True)
+            if exc.report.files:
+                verb = "validated" if dry_run else "imported"
+                typer.echo(f"Files {verb}: {', '.join(exc.report.imported)}", err=True)
+            if exc.report.failed:
+                typer.echo(f"Not imported: {exc.report.failed} (errors)", err=True)
+            if exc.report.not_attempted:
+                typer.echo(f"Not attempted: {', '.join(exc.report.not_attempted)}", err=True)
+            raise typer.Exit(1) from None
     _print_files(report)
     if dry_run:
         typer.echo("Dry run: everything is valid; nothing was written.")

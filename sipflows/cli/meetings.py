@@ -23,7 +23,7 @@ from sipflows.booking import (
     record_held,
     withdraw_consent,
 )
-from sipflows.cli.common import parse_date, register_engine
+from sipflows.cli.common import command_register, parse_date
 from sipflows.db import session_scope
 from sipflows.models import ClosureReason, MeetingKind
 from sipflows.notices.invitations import SyncSummary, sync_invitations
@@ -84,16 +84,14 @@ def _now(value: str | None) -> datetime:
 def _run(database_url: str | None, now: datetime, action: Any) -> SyncSummary:
     """Change the register and queue notices in one transaction; a clear message and exit 1 on a refusal."""
     settings = get_settings()
-    engine = register_engine(database_url)
-    try:
-        with session_scope(engine) as session:
-            action(session)
-            return sync_invitations(session, now, settings)
-    except (BookingError, RenderError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    with command_register(database_url) as engine:
+        try:
+            with session_scope(engine) as session:
+                action(session)
+                return sync_invitations(session, now, settings)
+        except (BookingError, RenderError) as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
 
 
 def _report(summary: SyncSummary) -> None:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from sqlalchemy import func, select
 
-from sipflows.cli.common import register_engine
+from sipflows.cli.common import command_register, prefect_secret
 from sipflows.db import session_scope
 from sipflows.models import Notice, NoticeStatus
 from sipflows.notices.dispatch import dispatch
@@ -57,26 +57,26 @@ def dispatch_command(
     settings = get_settings()
     when = _parse_now(now)
     try:
-        transport = make_transport(settings)
+        transport = make_transport(settings, prefect_secret)
     except (ImportError, ValueError) as exc:
         typer.echo(f"cannot set up the {settings.transport} transport: {exc}", err=True)
         raise typer.Exit(2) from None
-    engine = register_engine()
-    try:
-        summary = dispatch(engine, transport, when, settings, batch_size=batch_size, max_batches=max_batches)
-    except TransportUnavailable as exc:
-        done = exc.summary
-        sent = done.sent if done is not None else 0
-        waiting = done.held_back if done is not None else 0
-        typer.echo(
-            f"error: dispatch stopped: {exc}\n"
-            f"{sent} sent before it stopped; {waiting} claimed notices were given back untouched "
-            "(no attempt counted) and wait for the next dispatch",
-            err=True,
-        )
-        raise typer.Exit(TRANSPORT_UNAVAILABLE) from None
-    finally:
-        engine.dispose()
+    with command_register() as engine:
+        try:
+            summary = dispatch(
+                engine, transport, when, settings, batch_size=batch_size, max_batches=max_batches
+            )
+        except TransportUnavailable as exc:
+            done = exc.summary
+            sent = done.sent if done is not None else 0
+            waiting = done.held_back if done is not None else 0
+            typer.echo(
+                f"error: dispatch stopped: {exc}\n"
+                f"{sent} sent before it stopped; {waiting} claimed notices were given back untouched "
+                "(no attempt counted) and wait for the next dispatch",
+                err=True,
+            )
+            raise typer.Exit(TRANSPORT_UNAVAILABLE) from None
     typer.echo(
         f"via {transport.name}: {summary.sent} sent, "
         f"{summary.failed} failed (will retry), {summary.dead} dead"
@@ -95,21 +95,15 @@ def list_command(
     limit: int = typer.Option(100, "--limit", min=1, help="Show at most this many (oldest first)."),
 ) -> None:
     """Key, kind, state, attempts, last error and address of the ledger's notices (no bodies)."""
-    engine = register_engine()
-    try:
-        with session_scope(engine) as session:
-            where = [Notice.status == status] if status else []
-            total = session.scalar(select(func.count()).select_from(Notice).where(*where)) or 0
-            rows = session.execute(
-                select(
-                    Notice.key, Notice.kind, Notice.status, Notice.attempts, Notice.last_error, Notice.address
-                )
-                .where(*where)
-                .order_by(Notice.id)
-                .limit(limit)
-            ).all()
-    finally:
-        engine.dispose()
+    with command_register() as engine, session_scope(engine) as session:
+        where = [Notice.status == status] if status else []
+        total = session.scalar(select(func.count()).select_from(Notice).where(*where)) or 0
+        rows = session.execute(
+            select(Notice.key, Notice.kind, Notice.status, Notice.attempts, Notice.last_error, Notice.address)
+            .where(*where)
+            .order_by(Notice.id)
+            .limit(limit)
+        ).all()
     if not rows:
         typer.echo("no notices" + (f" with status {status.value}" if status else ""))
         return
@@ -136,12 +130,8 @@ def requeue_command(
     """Give dead notices new attempts once the cause is fixed (the address is read again from the contact)."""
     if not keys and not all_dead:
         raise typer.BadParameter("name the keys to requeue, or pass --all-dead", param_hint="KEYS")
-    engine = register_engine()
-    try:
-        with session_scope(engine) as session:
-            count = requeue_dead(session, _parse_now(None), None if all_dead else keys)
-    finally:
-        engine.dispose()
+    with command_register() as engine, session_scope(engine) as session:
+        count = requeue_dead(session, _parse_now(None), None if all_dead else keys)
     typer.echo(f"{count} dead notice(s) requeued; the next dispatch sends them")
     missing = 0 if all_dead else len(set(keys or [])) - count
     if missing > 0:

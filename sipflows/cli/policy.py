@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from sqlalchemy.orm import Session
 
-from sipflows.cli.common import register_engine, require_known_organisations
+from sipflows.cli.common import command_register, require_known_organisations
 from sipflows.policy import (
     Layer,
     PolicyError,
@@ -36,9 +36,8 @@ def show(
     except PolicyError as exc:
         typer.echo(f"invalid policy:\n{exc}", err=True)
         raise typer.Exit(2) from None
-    engine = register_engine()  # an override for an organisation the register lacks is refused
-    require_known_organisations(engine, effective)
-    engine.dispose()
+    with command_register() as engine:  # an override for an organisation the register lacks is refused
+        require_known_organisations(engine, effective)
     if as_json:
         typer.echo(json.dumps(effective.as_dict(), indent=2, ensure_ascii=False))
         return
@@ -62,15 +61,13 @@ def check(file: Path = typer.Argument(..., help="The policy TOML file to validat
     except PolicyError as exc:
         typer.echo(f"invalid policy:\n{exc}", err=True)
         raise typer.Exit(1) from None
-    engine = register_engine()
-    try:
-        with Session(engine) as session:
-            check_organisations_in(session, effective)
-    except PolicyError as exc:
-        typer.echo(f"invalid policy:\n{exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    with command_register() as engine:
+        try:
+            with Session(engine) as session:
+                check_organisations_in(session, effective)
+        except PolicyError as exc:
+            typer.echo(f"invalid policy:\n{exc}", err=True)
+            raise typer.Exit(1) from None
     typer.echo(f"{file}: valid")
 
 

@@ -11,7 +11,8 @@ from typing import Annotated
 import typer
 
 from sipflows.cli.common import parse_date
-from sipflows.db import session_scope, upgrade_register
+from sipflows.db import register as open_register
+from sipflows.db import session_scope
 from sipflows.demo import build_demo
 from sipflows.policy import PolicyError, load_policy
 from sipflows.quickstart import QuickstartReport, outbox_files, pick_demo_date, quickstart_environment
@@ -62,12 +63,9 @@ def quickstart(
         f"Demo day {demo_date.isoformat()} ({'chosen now' if chosen else 'kept from the first run'}); "
         f"register {env['SIPFLOWS_DATABASE_URL']}"
     )
-    engine = upgrade_register(env["SIPFLOWS_DATABASE_URL"])  # creates and migrates the SQLite file
-    try:
-        with session_scope(engine) as session:
-            build_demo(session, demo_date, policy=policy, mail_domain=settings.mail_domain)
-    finally:
-        engine.dispose()
+    # creates and migrates the SQLite file
+    with open_register(env["SIPFLOWS_DATABASE_URL"], create=True) as engine, session_scope(engine) as session:
+        build_demo(session, demo_date, policy=policy, mail_domain=settings.mail_domain)
     before = len(outbox_files(outbox_dir))
 
     typer.echo("Running the flows through Prefect (a temporary local API starts first) …")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from sipflows.cli.common import register_engine
+from sipflows.cli.common import command_register, prefect_secret
 from sipflows.db import session_scope
 from sipflows.models import Answer
 from sipflows.replies import (
@@ -64,16 +64,14 @@ def answer(
     """Record an answer to an invitation given by phone (or in person)."""
     now = datetime.now(UTC)
     answered_at = _parse_at(at, now) if at is not None else now
-    engine = register_engine()
-    try:
-        with session_scope(engine) as session:
-            outcome = record_phone_answer(
-                session, meeting_code, contact_code, Answer(given.value), answered_at
-            )
-    except RegisterLookupError as exc:
-        raise _fail(str(exc)) from None
-    finally:
-        engine.dispose()
+    with command_register() as engine:
+        try:
+            with session_scope(engine) as session:
+                outcome = record_phone_answer(
+                    session, meeting_code, contact_code, Answer(given.value), answered_at
+                )
+        except RegisterLookupError as exc:
+            raise _fail(str(exc)) from None
     when = local_datetime(answered_at).strftime(AT_FORMAT)
     if outcome is Outcome.APPLIED:
         typer.echo(f"{meeting_code}: {contact_code} {given.value} (given {when})")
@@ -96,28 +94,26 @@ def ingest(
     Microsoft Graph with the graph transport, IMAP, the replies folder)."""
     settings = get_settings()
     now = datetime.now(UTC)
-    engine = register_engine()
-    summaries: dict[str, ReplySummary] = {}
-    try:
-        if not imap and folder is None:
-            summaries = ingest_configured(engine, settings, now)
-            if not summaries:
-                raise _fail(
-                    "no source: give --imap or --folder, or configure IMAP, a replies folder, Exchange "
-                    "or SIPFLOWS_TRANSPORT=graph"
-                )
-        if imap:
-            summaries["imap"] = ingest_imap(engine, settings, now)
-        if folder is not None:
-            summaries["folder"] = ingest_folder(engine, folder, now)
-    except PartialIngestError as exc:
-        _echo(exc.summaries)
-        raise _fail(str(exc)) from None
-    except ReplyIngestError as exc:
-        _echo(summaries)
-        raise _fail(str(exc)) from None
-    finally:
-        engine.dispose()
+    with command_register() as engine:
+        summaries: dict[str, ReplySummary] = {}
+        try:
+            if not imap and folder is None:
+                summaries = ingest_configured(engine, settings, now, secret_loader=prefect_secret)
+                if not summaries:
+                    raise _fail(
+                        "no source: give --imap or --folder, or configure IMAP, a replies folder, Exchange "
+                        "or SIPFLOWS_TRANSPORT=graph"
+                    )
+            if imap:
+                summaries["imap"] = ingest_imap(engine, settings, now)
+            if folder is not None:
+                summaries["folder"] = ingest_folder(engine, folder, now)
+        except PartialIngestError as exc:
+            _echo(exc.summaries)
+            raise _fail(str(exc)) from None
+        except ReplyIngestError as exc:
+            _echo(summaries)
+            raise _fail(str(exc)) from None
     _echo(summaries)
 
 

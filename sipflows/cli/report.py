@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from sqlalchemy.orm import Session
 
-from sipflows.cli.common import effective_policy, register_engine, require_known_organisations
+from sipflows.cli.common import command_register, effective_policy, require_known_organisations
 from sipflows.models import Language
 from sipflows.policy import PolicyError
 from sipflows.report import key_figures, write_report
@@ -59,18 +59,16 @@ def report(
         policy = effective_policy()
     except PolicyError as exc:
         raise _fail(str(exc)) from None
-    engine = register_engine()
-    require_known_organisations(engine, policy)
-    try:
-        with Session(engine) as session:
-            stats = compute_stats(session, period, policy, organisations=organisation or (), as_of=judged)
-        folder = write_report(stats, out, language.value, generated_at=datetime.now(STOCKHOLM))
-    except UnknownOrganisation as exc:
-        raise _fail(str(exc)) from None
-    except OSError as exc:
-        raise _fail(f"cannot write the report to {out}: {exc}") from None
-    finally:
-        engine.dispose()
+    with command_register() as engine:
+        require_known_organisations(engine, policy)
+        try:
+            with Session(engine) as session:
+                stats = compute_stats(session, period, policy, organisations=organisation or (), as_of=judged)
+            folder = write_report(stats, out, language.value, generated_at=datetime.now(STOCKHOLM))
+        except UnknownOrganisation as exc:
+            raise _fail(str(exc)) from None
+        except OSError as exc:
+            raise _fail(f"cannot write the report to {out}: {exc}") from None
     typer.echo(f"report written to {folder.index_html}")
     for label, value in key_figures(stats, language.value):
         typer.echo(f"  {label}: {value}")

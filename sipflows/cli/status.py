@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import typer
 from sqlalchemy.orm import Session
 
-from sipflows.cli.common import register_engine
+from sipflows.cli.common import command_register
 from sipflows.status import ledger_status
 from sipflows.timeutil import local_datetime
 
@@ -20,8 +20,7 @@ def status(
     database_url: str | None = typer.Option(None, "--database-url", help="Default: SIPFLOWS_DATABASE_URL."),
 ) -> None:
     """Show pending, sent, failed and dead notices, the oldest pending one and the last sweep."""
-    engine = register_engine(database_url)
-    with Session(engine) as session:
+    with command_register(database_url) as engine, Session(engine) as session:
         st = ledger_status(session)
     now = datetime.now(UTC)  # the CLI edge: only for "how old" in the display
     typer.echo("Notices")
@@ -46,7 +45,6 @@ def status(
         typer.echo("Recent failures (newest first)")
         for key, kind, attempts, err in st.recent_failures:
             typer.echo(f"  {kind:<28} attempts={attempts:<2} {key}  {err[:120]}")
-    engine.dispose()
 
 
 def register(app: typer.Typer) -> None:

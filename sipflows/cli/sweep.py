@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from sipflows.checks import CHECK_NAMES, Finding, run_checks
 from sipflows.cli.common import (
+    command_register,
     effective_policy,
     parse_date,
-    register_engine,
     require_known_organisations,
 )
 from sipflows.policy import PolicyError
@@ -99,13 +99,10 @@ def sweep(
     except PolicyError as exc:
         typer.echo(f"invalid policy:\n{exc}", err=True)
         raise typer.Exit(2) from None
-    engine = register_engine(database_url)
-    require_known_organisations(engine, policy)
-    try:
+    with command_register(database_url) as engine:
+        require_known_organisations(engine, policy)
         with Session(engine) as session:
             findings = run_checks(session, judged, policy, only=checks or None)
-    finally:
-        engine.dispose()
     typer.echo(render(judged, findings))
 
 
