@@ -59,7 +59,6 @@ total and every organisation of the section (with zeros). Shares and medians wit
 
 from __future__ import annotations
 
-import enum
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -72,6 +71,9 @@ from sqlalchemy import ColumnElement, and_, case, distinct, func, or_, select, t
 from sqlalchemy.orm import Session, aliased
 
 from sipflows.checks.base import CheckContext
+from sipflows.metrics import METRICS as METRICS  # re-exported: the registry's old home
+from sipflows.metrics import Section as Section
+from sipflows.metrics import Unit as Unit
 from sipflows.models import (
     Answer,
     ClosureReason,
@@ -92,70 +94,6 @@ from sipflows.timeutil import local_date, start_of_local_day_utc
 
 TOTAL = "*"
 
-
-class Unit(enum.StrEnum):
-    COUNT = "count"
-    PERCENT = "percent"
-    WORKING_DAYS = "working_days"
-    DAYS = "days"
-
-
-class Section(enum.StrEnum):
-    PLANS = "plans"
-    DOCUMENTATION = "documentation"
-    INVITATIONS = "invitations"
-    DEVIATIONS = "deviations"
-
-
-@dataclass(frozen=True)
-class MetricDef:
-    section: Section
-    unit: Unit
-
-
-_C, _P, _W, _D = Unit.COUNT, Unit.PERCENT, Unit.WORKING_DAYS, Unit.DAYS
-
-METRICS: dict[str, MetricDef] = {
-    # plans, by the convener organisation
-    "plans_identified": MetricDef(Section.PLANS, _C),
-    "plans_offered": MetricDef(Section.PLANS, _C),
-    "plans_started": MetricDef(Section.PLANS, _C),
-    "pre_meetings_held": MetricDef(Section.PLANS, _C),
-    "sip_meetings_held": MetricDef(Section.PLANS, _C),
-    "plans_held": MetricDef(Section.PLANS, _C),
-    "follow_ups_held": MetricDef(Section.PLANS, _C),
-    "plans_followed_up": MetricDef(Section.PLANS, _C),
-    "plans_ended": MetricDef(Section.PLANS, _C),
-    "plans_ended_consent_withdrawn": MetricDef(Section.PLANS, _C),
-    "plans_first_sip_meeting": MetricDef(Section.PLANS, _C),
-    "identified_to_first_sip_median_working_days": MetricDef(Section.PLANS, _W),
-    # documentation of held SIP and follow-up meetings
-    "documentation_meetings_held": MetricDef(Section.DOCUMENTATION, _C),
-    "documented_in_time": MetricDef(Section.DOCUMENTATION, _C),
-    "documented_late": MetricDef(Section.DOCUMENTATION, _C),
-    "undocumented_overdue": MetricDef(Section.DOCUMENTATION, _C),
-    "documentation_pending": MetricDef(Section.DOCUMENTATION, _C),
-    "documented_in_time_share": MetricDef(Section.DOCUMENTATION, _P),
-    "documentation_median_working_days": MetricDef(Section.DOCUMENTATION, _W),
-    # invitations, by convener organisation and the invitee's organisation kind
-    "invitations_sent": MetricDef(Section.INVITATIONS, _C),
-    "invitations_answered": MetricDef(Section.INVITATIONS, _C),
-    "invitations_accepted": MetricDef(Section.INVITATIONS, _C),
-    "invitations_tentative": MetricDef(Section.INVITATIONS, _C),
-    "invitations_declined": MetricDef(Section.INVITATIONS, _C),
-    "invitation_answer_rate": MetricDef(Section.INVITATIONS, _P),
-    "attendance_recorded": MetricDef(Section.INVITATIONS, _C),
-    "attendance_attended": MetricDef(Section.INVITATIONS, _C),
-    "attendance_rate": MetricDef(Section.INVITATIONS, _P),
-    # deviations, by the concerning organisation
-    "deviations_reported": MetricDef(Section.DEVIATIONS, _C),
-    "deviations_open": MetricDef(Section.DEVIATIONS, _C),
-    "deviations_closed": MetricDef(Section.DEVIATIONS, _C),
-    "deviations_acknowledged": MetricDef(Section.DEVIATIONS, _C),
-    "deviations_replied": MetricDef(Section.DEVIATIONS, _C),
-    "deviation_acknowledgement_median_days": MetricDef(Section.DEVIATIONS, _D),
-    "deviation_reply_median_days": MetricDef(Section.DEVIATIONS, _D),
-}
 
 Value = int | float | None
 
