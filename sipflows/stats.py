@@ -59,19 +59,21 @@ total and every organisation of the section (with zeros). Shares and medians wit
 
 from __future__ import annotations
 
-import enum
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, distinct, func, or_, select, true
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import QueryableAttribute, Session, aliased
 
 from sipflows.checks.base import CheckContext
+from sipflows.metrics import METRICS as METRICS  # re-exported: the registry's old home
+from sipflows.metrics import Section as Section
+from sipflows.metrics import Unit as Unit
 from sipflows.models import (
     Answer,
     ClosureReason,
@@ -92,70 +94,6 @@ from sipflows.timeutil import local_date, start_of_local_day_utc
 
 TOTAL = "*"
 
-
-class Unit(enum.StrEnum):
-    COUNT = "count"
-    PERCENT = "percent"
-    WORKING_DAYS = "working_days"
-    DAYS = "days"
-
-
-class Section(enum.StrEnum):
-    PLANS = "plans"
-    DOCUMENTATION = "documentation"
-    INVITATIONS = "invitations"
-    DEVIATIONS = "deviations"
-
-
-@dataclass(frozen=True)
-class MetricDef:
-    section: Section
-    unit: Unit
-
-
-_C, _P, _W, _D = Unit.COUNT, Unit.PERCENT, Unit.WORKING_DAYS, Unit.DAYS
-
-METRICS: dict[str, MetricDef] = {
-    # plans, by the convener organisation
-    "plans_identified": MetricDef(Section.PLANS, _C),
-    "plans_offered": MetricDef(Section.PLANS, _C),
-    "plans_started": MetricDef(Section.PLANS, _C),
-    "pre_meetings_held": MetricDef(Section.PLANS, _C),
-    "sip_meetings_held": MetricDef(Section.PLANS, _C),
-    "plans_held": MetricDef(Section.PLANS, _C),
-    "follow_ups_held": MetricDef(Section.PLANS, _C),
-    "plans_followed_up": MetricDef(Section.PLANS, _C),
-    "plans_ended": MetricDef(Section.PLANS, _C),
-    "plans_ended_consent_withdrawn": MetricDef(Section.PLANS, _C),
-    "plans_first_sip_meeting": MetricDef(Section.PLANS, _C),
-    "identified_to_first_sip_median_working_days": MetricDef(Section.PLANS, _W),
-    # documentation of held SIP and follow-up meetings
-    "documentation_meetings_held": MetricDef(Section.DOCUMENTATION, _C),
-    "documented_in_time": MetricDef(Section.DOCUMENTATION, _C),
-    "documented_late": MetricDef(Section.DOCUMENTATION, _C),
-    "undocumented_overdue": MetricDef(Section.DOCUMENTATION, _C),
-    "documentation_pending": MetricDef(Section.DOCUMENTATION, _C),
-    "documented_in_time_share": MetricDef(Section.DOCUMENTATION, _P),
-    "documentation_median_working_days": MetricDef(Section.DOCUMENTATION, _W),
-    # invitations, by convener organisation and the invitee's organisation kind
-    "invitations_sent": MetricDef(Section.INVITATIONS, _C),
-    "invitations_answered": MetricDef(Section.INVITATIONS, _C),
-    "invitations_accepted": MetricDef(Section.INVITATIONS, _C),
-    "invitations_tentative": MetricDef(Section.INVITATIONS, _C),
-    "invitations_declined": MetricDef(Section.INVITATIONS, _C),
-    "invitation_answer_rate": MetricDef(Section.INVITATIONS, _P),
-    "attendance_recorded": MetricDef(Section.INVITATIONS, _C),
-    "attendance_attended": MetricDef(Section.INVITATIONS, _C),
-    "attendance_rate": MetricDef(Section.INVITATIONS, _P),
-    # deviations, by the concerning organisation
-    "deviations_reported": MetricDef(Section.DEVIATIONS, _C),
-    "deviations_open": MetricDef(Section.DEVIATIONS, _C),
-    "deviations_closed": MetricDef(Section.DEVIATIONS, _C),
-    "deviations_acknowledged": MetricDef(Section.DEVIATIONS, _C),
-    "deviations_replied": MetricDef(Section.DEVIATIONS, _C),
-    "deviation_acknowledgement_median_days": MetricDef(Section.DEVIATIONS, _D),
-    "deviation_reply_median_days": MetricDef(Section.DEVIATIONS, _D),
-}
 
 Value = int | float | None
 
@@ -254,49 +192,80 @@ class ReportStats:
         )
 
 
-def _share(part: int, whole: int) -> float | None:
-    return 100.0 * part / whole if whole else None
-
-
-def _median(values: Sequence[int]) -> float | None:
-    return float(statistics.median(values)) if values else None
-
-
-class _Figures:
-    """Collects rows, each with its metric's unit."""
-
-    def __init__(self) -> None:
-        self.rows: list[Figure] = []
-
-    def add(self, metric: str, org: str, dim: str, value: Value) -> None:
-        self.rows.append(Figure(metric, org, dim, value, METRICS[metric].unit.value))
-
-
-@dataclass
-class _Acc:
-    """Counters and samples for one (organisation, dimension) cell."""
-
-    counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    samples: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+# shares: (part, whole) counts of the same cell
+_SHARES = {
+    "documented_in_time_share": ("documented_in_time", "documentation_judged"),
+    "invitation_answer_rate": ("invitations_answered", "invitations_sent"),
+    "attendance_rate": ("attendance_attended", "attendance_recorded"),
+}
 
 
 class _Cells:
+    """Counts and samples per (organisation code, dimension); every row counts for its organisation and for
+    ``TOTAL``. Samples are kept under the name of the median metric they feed."""
+
     def __init__(self) -> None:
-        self.cells: dict[tuple[str, str], _Acc] = defaultdict(_Acc)
+        self.counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        self.samples: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
 
-    def count(self, orgs: Iterable[str], dims: Iterable[str], name: str, n: int) -> None:
-        for o in orgs:
+    def count(self, org: str, dims: Iterable[str], name: str, n: int) -> None:
+        for o in (org, TOTAL):
             for d in dims:
-                self.cells[(o, d)].counts[name] += n
+                self.counts[(o, d)][name] += n
 
-    def sample(self, orgs: Iterable[str], dims: Iterable[str], name: str, v: int) -> None:
-        for o in orgs:
+    def sample(self, org: str, dims: Iterable[str], name: str, v: int) -> None:
+        for o in (org, TOTAL):
             for d in dims:
-                self.cells[(o, d)].samples[name].append(v)
+                self.samples[(o, d)][name].append(v)
 
-    def keys(self, section_orgs: Iterable[str]) -> list[tuple[str, str]]:
-        keys = set(self.cells) | {(o, "") for o in section_orgs} | {(TOTAL, "")}
-        return sorted(keys)
+    def emit(
+        self,
+        out: list[Figure],
+        section: Section,
+        scope_codes: Iterable[str],
+        medians_for: Callable[[str], bool] = lambda dim: True,
+    ) -> None:
+        """One row per metric of ``section``, in the registry's order, for every cell counted, the total and
+        every organisation in scope: counts as counted, shares from ``_SHARES``, medians of the samples
+        (only in the cells whose dimension ``medians_for`` accepts)."""
+        keys = set(self.counts) | set(self.samples) | {(o, "") for o in scope_codes} | {(TOTAL, "")}
+        for org, dim in sorted(keys):
+            counts, samples = self.counts[(org, dim)], self.samples[(org, dim)]
+            for name, metric in METRICS.items():
+                if metric.section != section:
+                    continue
+                value: Value
+                if metric.unit == Unit.COUNT:
+                    value = counts[name]
+                elif metric.unit == Unit.PERCENT:
+                    part, whole = _SHARES[name]
+                    value = 100.0 * counts[part] / counts[whole] if counts[whole] else None
+                elif medians_for(dim):
+                    value = float(statistics.median(samples[name])) if samples[name] else None
+                else:
+                    continue
+                out.append(Figure(name, org, dim, value, metric.unit.value))
+
+
+@dataclass(frozen=True)
+class _Query:
+    """What every section's queries share: the period, the register's organisation codes and the scope."""
+
+    session: Session
+    period: Period
+    codes: dict[int, str]
+    scope_ids: list[int]
+    scope_codes: list[str]
+
+    def in_scope(self, org_id: QueryableAttribute[int]) -> ColumnElement[bool]:
+        return org_id.in_(self.scope_ids) if self.scope_ids else true()
+
+    def in_period(self, col: Any) -> ColumnElement[bool]:
+        return and_(col >= self.period.utc_start, col < self.period.utc_end)
+
+    def on_days(self, col: QueryableAttribute[Any]) -> ColumnElement[bool]:
+        """A local-date column within the period."""
+        return col.between(self.period.start, self.period.end)
 
 
 def compute_stats(
@@ -320,21 +289,23 @@ def compute_stats(
     if unknown:
         raise UnknownOrganisation(f"no organisation with code {', '.join(sorted(unknown))} in the register")
     scope_ids = sorted({by_code[c] for c in organisations})
-    scope_codes = [orgs[i].code for i in scope_ids]
+    q = _Query(
+        session,
+        period,
+        {oid: o.code for oid, o in orgs.items()},
+        scope_ids,
+        [orgs[i].code for i in scope_ids],
+    )
     ctx = CheckContext.load(session, judged, policy)
-    codes = {oid: o.code for oid, o in orgs.items()}
 
-    def convener_in_scope() -> ColumnElement[bool]:
-        return SipCase.convener_org_id.in_(scope_ids) if scope_ids else true()
-
-    def concerning_in_scope() -> ColumnElement[bool]:
-        return Deviation.concerning_org_id.in_(scope_ids) if scope_ids else true()
-
-    out = _Figures()
-    _plans(session, period, ctx, codes, convener_in_scope(), scope_codes, out)
-    _documentation(session, period, judged, ctx, codes, convener_in_scope(), scope_codes, out)
-    _invitations(session, period, codes, convener_in_scope(), scope_codes, out)
-    _deviations(session, period, codes, concerning_in_scope(), scope_codes, out)
+    out: list[Figure] = []
+    _plans(q, ctx).emit(out, Section.PLANS, q.scope_codes)
+    _documentation(q, ctx, judged).emit(out, Section.DOCUMENTATION, q.scope_codes)
+    _invitations(q).emit(out, Section.INVITATIONS, q.scope_codes)
+    # the medians are split by severity only
+    _deviations(q).emit(
+        out, Section.DEVIATIONS, q.scope_codes, lambda d: d == "" or d.startswith("severity=")
+    )
 
     due = {TOTAL: policy.policy.documentation.due_working_days}
     for code, pol in policy.overrides.items():
@@ -343,41 +314,29 @@ def compute_stats(
     return ReportStats(
         period=period,
         as_of=judged,
-        scope=tuple(scope_codes),
+        scope=tuple(q.scope_codes),
         organisations={o.code: o for o in orgs.values()},
         documentation_due=due,
-        figures=tuple(out.rows),
+        figures=tuple(out),
     )
-
-
-def _in_period(col: Any, period: Period) -> ColumnElement[bool]:
-    return and_(col >= period.utc_start, col < period.utc_end)
 
 
 def _count_case(cond: ColumnElement[bool]) -> Any:
     return func.sum(case((cond, 1), else_=0))
 
 
-def _plans(
-    session: Session,
-    period: Period,
-    ctx: CheckContext,
-    codes: dict[int, str],
-    scope: ColumnElement[bool],
-    scope_codes: list[str],
-    out: _Figures,
-) -> None:
+def _plans(q: _Query, ctx: CheckContext) -> _Cells:
     cells = _Cells()
     stage_cols = {
-        "plans_identified": SipCase.identified_on.between(period.start, period.end),
-        "plans_offered": SipCase.offered_on.between(period.start, period.end),
-        "plans_started": SipCase.activated_on.between(period.start, period.end),
-        "plans_ended": SipCase.closed_on.between(period.start, period.end),
+        "plans_identified": q.on_days(SipCase.identified_on),
+        "plans_offered": q.on_days(SipCase.offered_on),
+        "plans_started": q.on_days(SipCase.activated_on),
+        "plans_ended": q.on_days(SipCase.closed_on),
     }
     ended_withdrawn = and_(
-        SipCase.closed_on.between(period.start, period.end),
-        SipCase.closure_reason == ClosureReason.CONSENT_WITHDRAWN,
+        q.on_days(SipCase.closed_on), SipCase.closure_reason == ClosureReason.CONSENT_WITHDRAWN
     )
+    scope = q.in_scope(SipCase.convener_org_id)
     stmt = (
         select(
             SipCase.convener_org_id,
@@ -388,9 +347,9 @@ def _plans(
         .group_by(SipCase.convener_org_id)
     )
     names = [*stage_cols, "plans_ended_consent_withdrawn"]
-    for org_id, *values in session.execute(stmt).tuples():
+    for org_id, *values in q.session.execute(stmt).tuples():
         for name, v in zip(names, values, strict=True):
-            cells.count((codes[org_id], TOTAL), [""], name, int(v or 0))
+            cells.count(q.codes[org_id], [""], name, int(v or 0))
 
     held = (
         select(
@@ -400,7 +359,7 @@ def _plans(
             func.count(distinct(Meeting.case_id)),
         )
         .join(SipCase, SipCase.id == Meeting.case_id)
-        .where(Meeting.status == MeetingStatus.HELD, _in_period(Meeting.starts_at, period), scope)
+        .where(Meeting.status == MeetingStatus.HELD, q.in_period(Meeting.starts_at), scope)
         .group_by(SipCase.convener_org_id, Meeting.kind)
     )
     meeting_names = {
@@ -408,52 +367,33 @@ def _plans(
         MeetingKind.SIP_MEETING: ("sip_meetings_held", "plans_held"),
         MeetingKind.FOLLOW_UP: ("follow_ups_held", "plans_followed_up"),
     }
-    for org_id, kind, n_meetings, n_plans in session.execute(held).tuples():
+    for org_id, kind, n_meetings, n_plans in q.session.execute(held).tuples():
         meetings_name, plans_name = meeting_names[MeetingKind(kind)]
-        cells.count((codes[org_id], TOTAL), [""], meetings_name, n_meetings)
+        cells.count(q.codes[org_id], [""], meetings_name, n_meetings)
         if plans_name:
             # each plan has one convener, so per-organisation distinct counts add up to the total
-            cells.count((codes[org_id], TOTAL), [""], plans_name, n_plans)
+            cells.count(q.codes[org_id], [""], plans_name, n_plans)
 
     first_held = (
         select(Meeting.case_id, func.min(Meeting.starts_at).label("first_at"))
         .where(Meeting.kind == MeetingKind.SIP_MEETING, Meeting.status == MeetingStatus.HELD)
         .group_by(Meeting.case_id)
-        .having(_in_period(func.min(Meeting.starts_at), period))
+        .having(q.in_period(func.min(Meeting.starts_at)))
         .subquery()
     )
-    pairs = select(SipCase.convener_org_id, SipCase.identified_on, first_held.c.first_at).join(
-        first_held, first_held.c.case_id == SipCase.id
+    pairs = (
+        select(SipCase.convener_org_id, SipCase.identified_on, first_held.c.first_at)
+        .join(first_held, first_held.c.case_id == SipCase.id)
+        .where(scope)
     )
-    for org_id, identified_on, first_at in session.execute(pairs.where(scope)).tuples():
+    for org_id, identified_on, first_at in q.session.execute(pairs).tuples():
         days = ctx.calendar(org_id).working_days_between(identified_on, local_date(first_at))
-        orgs = (codes[org_id], TOTAL)
-        cells.count(orgs, [""], "plans_first_sip_meeting", 1)
-        cells.sample(orgs, [""], "identified_to_first_sip", days)
-
-    counts = [m for m, d in METRICS.items() if d.section == Section.PLANS and d.unit == Unit.COUNT]
-    for org, dim in cells.keys(scope_codes):
-        acc = cells.cells[(org, dim)]
-        for name in counts:
-            out.add(name, org, dim, acc.counts[name])
-        out.add(
-            "identified_to_first_sip_median_working_days",
-            org,
-            dim,
-            _median(acc.samples["identified_to_first_sip"]),
-        )
+        cells.count(q.codes[org_id], [""], "plans_first_sip_meeting", 1)
+        cells.sample(q.codes[org_id], [""], "identified_to_first_sip_median_working_days", days)
+    return cells
 
 
-def _documentation(
-    session: Session,
-    period: Period,
-    judged: date,
-    ctx: CheckContext,
-    codes: dict[int, str],
-    scope: ColumnElement[bool],
-    scope_codes: list[str],
-    out: _Figures,
-) -> None:
+def _documentation(q: _Query, ctx: CheckContext, judged: date) -> _Cells:
     cells = _Cells()
     stmt = (
         select(SipCase.convener_org_id, Meeting.kind, Meeting.starts_at, Meeting.documented_at)
@@ -461,49 +401,30 @@ def _documentation(
         .where(
             Meeting.status == MeetingStatus.HELD,
             Meeting.kind.in_([MeetingKind.SIP_MEETING, MeetingKind.FOLLOW_UP]),
-            _in_period(Meeting.starts_at, period),
-            scope,
+            q.in_period(Meeting.starts_at),
+            q.in_scope(SipCase.convener_org_id),
         )
     )
-    for org_id, kind, starts_at, documented_at in session.execute(stmt).tuples():
+    for org_id, kind, starts_at, documented_at in q.session.execute(stmt).tuples():
         calendar = ctx.calendar(org_id)
         held_on = local_date(starts_at)
         due = calendar.add_working_days(held_on, ctx.policy_for(org_id).documentation.due_working_days)
-        orgs = (codes[org_id], TOTAL)
-        dims = ("", dimension(meeting_kind=kind))
-        cells.count(orgs, dims, "documentation_meetings_held", 1)
+        org, dims = q.codes[org_id], ("", dimension(meeting_kind=kind))
+        cells.count(org, dims, "documentation_meetings_held", 1)
         if documented_at is not None:
             documented_on = local_date(documented_at)
             outcome = "documented_in_time" if documented_on <= due else "documented_late"
-            cells.sample(orgs, dims, "days", calendar.working_days_between(held_on, documented_on))
+            days = calendar.working_days_between(held_on, documented_on)
+            cells.sample(org, dims, "documentation_median_working_days", days)
         else:
             outcome = "documentation_pending" if due >= judged else "undocumented_overdue"
-        cells.count(orgs, dims, outcome, 1)
-
-    for org, dim in cells.keys(scope_codes):
-        acc = cells.cells[(org, dim)]
-        c = acc.counts
-        for name in (
-            "documentation_meetings_held",
-            "documented_in_time",
-            "documented_late",
-            "undocumented_overdue",
-            "documentation_pending",
-        ):
-            out.add(name, org, dim, c[name])
-        judged_n = c["documentation_meetings_held"] - c["documentation_pending"]
-        out.add("documented_in_time_share", org, dim, _share(c["documented_in_time"], judged_n))
-        out.add("documentation_median_working_days", org, dim, _median(acc.samples["days"]))
+        cells.count(org, dims, outcome, 1)
+        # the share leaves out the meetings still in time
+        cells.count(org, dims, "documentation_judged", int(outcome != "documentation_pending"))
+    return cells
 
 
-def _invitations(
-    session: Session,
-    period: Period,
-    codes: dict[int, str],
-    scope: ColumnElement[bool],
-    scope_codes: list[str],
-    out: _Figures,
-) -> None:
+def _invitations(q: _Query) -> _Cells:
     cells = _Cells()
     invitee_org = aliased(Organisation)
 
@@ -515,63 +436,39 @@ def _invitations(
             .join(SipCase, SipCase.id == Meeting.case_id)
             .join(Contact, Contact.id == Invitation.contact_id)
             .join(invitee_org, invitee_org.id == Contact.organisation_id)
+            .group_by(SipCase.convener_org_id, invitee_org.kind)
         )
 
+    scope = q.in_scope(SipCase.convener_org_id)
     answers = (
         base(Invitation.answer, func.count(Invitation.id))
-        .where(_in_period(Invitation.sent_at, period), scope)
-        .group_by(SipCase.convener_org_id, invitee_org.kind, Invitation.answer)
+        .where(q.in_period(Invitation.sent_at), scope)
+        .group_by(Invitation.answer)
     )
-    for org_id, kind, answer, n in session.execute(answers).tuples():
-        orgs = (codes[org_id], TOTAL)
-        dims = ("", dimension(invitee_kind=OrgKind(kind)))
-        cells.count(orgs, dims, "invitations_sent", n)
+    for org_id, kind, answer, n in q.session.execute(answers).tuples():
+        org, dims = q.codes[org_id], ("", dimension(invitee_kind=OrgKind(kind)))
+        cells.count(org, dims, "invitations_sent", n)
         if Answer(answer) != Answer.NONE:
-            cells.count(orgs, dims, "invitations_answered", n)
-            cells.count(orgs, dims, f"invitations_{Answer(answer).value}", n)
+            cells.count(org, dims, "invitations_answered", n)
+            cells.count(org, dims, f"invitations_{Answer(answer).value}", n)
 
-    attendance = (
-        base(func.count(Invitation.id), _count_case(Invitation.attended.is_(true())))
-        .where(
-            Meeting.status == MeetingStatus.HELD,
-            _in_period(Meeting.starts_at, period),
-            Invitation.attended.is_not(None),
-            scope,
-        )
-        .group_by(SipCase.convener_org_id, invitee_org.kind)
+    attendance = base(func.count(Invitation.id), _count_case(Invitation.attended.is_(true()))).where(
+        Meeting.status == MeetingStatus.HELD,
+        q.in_period(Meeting.starts_at),
+        Invitation.attended.is_not(None),
+        scope,
     )
-    for org_id, kind, recorded, attended in session.execute(attendance).tuples():
-        orgs = (codes[org_id], TOTAL)
-        dims = ("", dimension(invitee_kind=OrgKind(kind)))
-        cells.count(orgs, dims, "attendance_recorded", recorded)
-        cells.count(orgs, dims, "attendance_attended", int(attended or 0))
-
-    for org, dim in cells.keys(scope_codes):
-        c = cells.cells[(org, dim)].counts
-        for name in (
-            "invitations_sent",
-            "invitations_answered",
-            "invitations_accepted",
-            "invitations_tentative",
-            "invitations_declined",
-        ):
-            out.add(name, org, dim, c[name])
-        out.add("invitation_answer_rate", org, dim, _share(c["invitations_answered"], c["invitations_sent"]))
-        out.add("attendance_recorded", org, dim, c["attendance_recorded"])
-        out.add("attendance_attended", org, dim, c["attendance_attended"])
-        out.add("attendance_rate", org, dim, _share(c["attendance_attended"], c["attendance_recorded"]))
+    for org_id, kind, recorded, attended in q.session.execute(attendance).tuples():
+        org, dims = q.codes[org_id], ("", dimension(invitee_kind=OrgKind(kind)))
+        cells.count(org, dims, "attendance_recorded", recorded)
+        cells.count(org, dims, "attendance_attended", int(attended or 0))
+    return cells
 
 
-def _deviations(
-    session: Session,
-    period: Period,
-    codes: dict[int, str],
-    scope: ColumnElement[bool],
-    scope_codes: list[str],
-    out: _Figures,
-) -> None:
+def _deviations(q: _Query) -> _Cells:
     cells = _Cells()
-    closed = and_(Deviation.resolved_at.is_not(None), Deviation.resolved_at < period.utc_end)
+    scope = q.in_scope(Deviation.concerning_org_id)
+    closed = and_(Deviation.resolved_at.is_not(None), Deviation.resolved_at < q.period.utc_end)
     counts = (
         select(
             Deviation.concerning_org_id,
@@ -582,23 +479,23 @@ def _deviations(
             func.count(Deviation.acknowledged_at),
             func.count(Deviation.replied_at),
         )
-        .where(_in_period(Deviation.reported_at, period), scope)
+        .where(q.in_period(Deviation.reported_at), scope)
         .group_by(Deviation.concerning_org_id, Deviation.kind, Deviation.severity)
     )
-    for org_id, kind, severity, n, n_closed, n_ack, n_replied in session.execute(counts).tuples():
+    for org_id, kind, severity, n, n_closed, n_ack, n_replied in q.session.execute(counts).tuples():
         kind, severity = DeviationKind(kind), Severity(severity)
-        orgs = (codes[org_id], TOTAL)
+        org = q.codes[org_id]
         dims: tuple[str, ...] = (
             "",
             dimension(kind=kind),
             dimension(severity=severity),
             dimension(kind=kind, severity=severity),
         )
-        cells.count(orgs, dims, "deviations_reported", n)
-        cells.count(orgs, dims, "deviations_closed", int(n_closed or 0))
-        cells.count(orgs, dims, "deviations_open", n - int(n_closed or 0))
-        cells.count(orgs, dims, "deviations_acknowledged", n_ack)
-        cells.count(orgs, dims, "deviations_replied", n_replied)
+        cells.count(org, dims, "deviations_reported", n)
+        cells.count(org, dims, "deviations_closed", int(n_closed or 0))
+        cells.count(org, dims, "deviations_open", n - int(n_closed or 0))
+        cells.count(org, dims, "deviations_acknowledged", n_ack)
+        cells.count(org, dims, "deviations_replied", n_replied)
 
     durations = select(
         Deviation.concerning_org_id,
@@ -607,29 +504,18 @@ def _deviations(
         Deviation.acknowledged_at,
         Deviation.replied_at,
     ).where(
-        _in_period(Deviation.reported_at, period),
+        q.in_period(Deviation.reported_at),
         or_(Deviation.acknowledged_at.is_not(None), Deviation.replied_at.is_not(None)),
         scope,
     )
-    for org_id, severity, reported_at, acknowledged_at, replied_at in session.execute(durations).tuples():
-        orgs = (codes[org_id], TOTAL)
-        dims = ("", dimension(severity=Severity(severity)))
+    for org_id, severity, reported_at, acknowledged_at, replied_at in q.session.execute(durations).tuples():
+        org, dims = q.codes[org_id], ("", dimension(severity=Severity(severity)))
         reported_on = local_date(reported_at)
         if acknowledged_at is not None:
-            cells.sample(orgs, dims, "ack", (local_date(acknowledged_at) - reported_on).days)
+            days = (local_date(acknowledged_at) - reported_on).days
+            cells.sample(org, dims, "deviation_acknowledgement_median_days", days)
         if replied_at is not None:
-            cells.sample(orgs, dims, "reply", (local_date(replied_at) - reported_on).days)
-
-    for org, dim in cells.keys(scope_codes):
-        acc = cells.cells[(org, dim)]
-        for name in (
-            "deviations_reported",
-            "deviations_open",
-            "deviations_closed",
-            "deviations_acknowledged",
-            "deviations_replied",
-        ):
-            out.add(name, org, dim, acc.counts[name])
-        if dim == "" or dim.startswith("severity="):
-            out.add("deviation_acknowledgement_median_days", org, dim, _median(acc.samples["ack"]))
-            out.add("deviation_reply_median_days", org, dim, _median(acc.samples["reply"]))
+            cells.sample(
+                org, dims, "deviation_reply_median_days", (local_date(replied_at) - reported_on).days
+            )
+    return cells
