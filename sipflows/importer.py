@@ -993,6 +993,7 @@ def _import_cases(job: _Job) -> FileResult:
         "under_18",
     )
     existing = job.existing(SipCase, SipCase.reference, attrs)
+    bad_cells = {(i.line, i.column) for i in job.issues}  # cells already reported while parsing
     for rec in job.records:
         v = rec.values
         convener = contacts.get(v.get("convener_contact") or "")
@@ -1019,7 +1020,7 @@ def _import_cases(job: _Job) -> FileResult:
         given, withdrawn = eff("consent_given_on"), eff("consent_withdrawn_on")
         if given is not None and withdrawn is not None and withdrawn < given:
             job.issue(rec.line, "consent_withdrawn_on", "is before consent_given_on")
-        _check_origin(rec, eff, job)
+        _check_origin(rec, eff, job, bad_cells)
         status = closing.get("status", eff("status"))
         if status == CaseStatus.CLOSED and closing.get("closed_on", eff("closed_on")) is None:
             job.issue(rec.line, "closed_on", "a closed case needs the date it was closed")
@@ -1059,9 +1060,13 @@ def _import_cases(job: _Job) -> FileResult:
     return replace(job.result(len(inserts), len(updates)), cancelled_meetings=cancelled)
 
 
-def _check_origin(rec: Record, eff: Callable[[str], Any], job: _Job) -> None:
+def _check_origin(
+    rec: Record, eff: Callable[[str], Any], job: _Job, bad_cells: set[tuple[int | None, str | None]]
+) -> None:
     """A plan from discharge needs its discharge date (the first-meeting limit counts from it); an
-    ordinary plan has none. Reported on the column the file gives, else on the one it lacks."""
+    ordinary plan has none. Not judged when either cell was already reported as unreadable."""
+    if (rec.line, "origin") in bad_cells or (rec.line, "discharged_on") in bad_cells:
+        return
     origin, discharged = eff("origin"), eff("discharged_on")
     if origin == PlanOrigin.DISCHARGE and discharged is None:
         job.issue(rec.line, "discharged_on", "a plan with origin 'discharge' needs its discharge date")
