@@ -238,6 +238,17 @@ class PolicyError(ValueError):
 SECTIONS = tuple(Policy.model_fields)
 
 
+def descriptions() -> dict[str, str]:
+    """Every key's documented meaning and source, as ``sipflows policy show --explain`` prints it."""
+    out: dict[str, str] = {}
+    for section, info in Policy.model_fields.items():
+        model = info.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        for name, field_info in model.model_fields.items():
+            out[f"{section}.{name}"] = field_info.description or ""
+    return out
+
+
 def _format_errors(exc: ValidationError, source: str, prefix: str = "") -> str:
     lines = []
     for err in exc.errors():
