@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sipflows.notices.mime import MailMessage
 from sipflows.settings import Settings
 from sipflows.transports.base import (
     MeetingInfo,
@@ -43,6 +44,7 @@ from sipflows.transports.base import (
     Transport,
     TransportUnavailable,
 )
+from sipflows.transports.redact import Redactor
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +52,6 @@ SecretLoader = Callable[[str], str]
 
 # Loggers of the libraries that see credentials or tokens on the wire (request headers, token requests).
 _LIBRARY_LOGGERS = ("exchangelib", "requests_oauthlib", "oauthlib", "requests_ntlm", "urllib3")
-_AUTH_HEADER = re.compile(
-    r"(authorization['\"]?\s*[:=]\s*['\"]?(?:basic|bearer|ntlm|negotiate)\s+)[^\s'\",}]+", re.IGNORECASE
-)
-_TOKEN_FIELD = re.compile(
-    r"((?:access_token|refresh_token|id_token|client_secret|password)['\"]?\s*[:=]\s*['\"]?)[^\s'\"&,}]+",
-    re.IGNORECASE,
-)
-_REDACTED = "[redacted]"
 _MAX_ERROR_TEXT = 400
 
 # EWS answers that say the message itself can never be delivered as it is
@@ -222,43 +216,7 @@ class ExchangeConfigurationError(TransportUnavailable):
         return (type(self), (self.reason, self.settings, self.where))
 
 
-class _Redactor(logging.Filter):
-    """Scrubs credentials from log records and error texts: known secrets, auth headers, token fields."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._secrets: set[str] = set()
-
-    def add(self, *values: str | None) -> None:
-        self._secrets.update(v for v in values if v and len(v) >= 3)
-
-    def scrub(self, text: str) -> str:
-        text = _AUTH_HEADER.sub(rf"\1{_REDACTED}", text)
-        text = _TOKEN_FIELD.sub(rf"\1{_REDACTED}", text)
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, _REDACTED)
-        return text
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken record is the logging module's business, not ours
-            return True
-        clean = self.scrub(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-    def install(self) -> None:
-        """Attach to the libraries' loggers (a logger's filter only sees that logger's own records)."""
-        existing = [name for name in logging.root.manager.loggerDict if name.startswith(_LIBRARY_LOGGERS)]
-        for name in {*_LIBRARY_LOGGERS, *existing}:
-            logger = logging.getLogger(name)
-            if self not in logger.filters:
-                logger.addFilter(self)
-
-
-_REDACTOR = _Redactor()
+_REDACTOR = Redactor(_LIBRARY_LOGGERS)
 
 
 def exchange_item_uid(meeting_uid: str, attendee_email: str) -> str:
@@ -580,6 +538,13 @@ class ExchangeTransport:
                     name="invitation.ics",
                     content=message.ics.encode(),
                     content_type=f"text/calendar; charset=utf-8; method={method}",
+                )
+            )
+        # the weekly report's HTML page and CSV figures travel as files, as over SMTP and Graph
+        for attachment in message.attachments if isinstance(message, MailMessage) else ():
+            mail.attach(
+                FileAttachment(
+                    name=attachment.filename, content=attachment.content, content_type=attachment.content_type
                 )
             )
         mail.send_and_save()
