@@ -25,6 +25,7 @@ from sipflows.models import (
     MeetingKind,
     MeetingStatus,
     Participant,
+    PlanOrigin,
     SipCase,
 )
 from sipflows.settings import Settings, get_settings
@@ -328,6 +329,37 @@ def withdraw_consent(session: Session, reference: str, on: date, *, now: datetim
         case.closure_reason = ClosureReason.CONSENT_WITHDRAWN
     session.flush()
     cancel_future_meetings(session, [case.id], now)
+    return case
+
+
+def set_plan_origin(
+    session: Session, reference: str, origin: PlanOrigin | str, discharged_on: date | None = None
+) -> SipCase:
+    """Where the plan's need arose: ``discharge`` (Lag 2017:612) with the discharge date, or ``ordinary``
+    (the date cleared). The first-meeting check takes its limit and its starting day from this."""
+    try:
+        origin = PlanOrigin(origin)
+    except ValueError:
+        names = ", ".join(o.value for o in PlanOrigin)
+        raise BookingError(f"unknown origin {origin!r} (one of {names})") from None
+    case = _case(session, reference)
+    _live(case)
+    if origin == PlanOrigin.DISCHARGE and discharged_on is None:
+        raise BookingError(f"plan {reference}: a plan from discharge needs its discharge date")
+    if origin != PlanOrigin.DISCHARGE and discharged_on is not None:
+        raise BookingError(f"plan {reference}: a discharge date is only for a plan from discharge")
+    case.origin = origin
+    case.discharged_on = discharged_on
+    session.flush()
+    return case
+
+
+def set_under_18(session: Session, reference: str, under_18: bool) -> SipCase:
+    """Whether the plan is for a child or young person: a yes or no, never a date of birth."""
+    case = _case(session, reference)
+    _live(case)
+    case.under_18 = under_18
+    session.flush()
     return case
 
 

@@ -20,6 +20,7 @@ from datetime import date, datetime, time, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from sipflows.checks import first_meeting
 from sipflows.checks.base import ladder_stage
 from sipflows.importer import KINDS, FileResult, import_table, table_from_rows
 from sipflows.models import ClosedDay, Organisation, Severity
@@ -394,6 +395,16 @@ class _Timeline:
 
         return self.search(org, stage, stage_of, self.today - timedelta(days=1))
 
+    def first_meeting_base_day(self, org: str, kind: str, stage: str) -> date | None:
+        """The identified day (or, for a discharge, the discharge date) whose first-meeting stage on the
+        judged day is ``stage``."""
+        policy, cal = self.pol(org).first_meeting, self.cal(org)
+
+        def stage_of(day: date) -> str | None:
+            return first_meeting.stage_on(cal, policy, kind, day, self.today)[1]
+
+        return self.search(org, stage, stage_of, self.today - timedelta(days=1))
+
 
 def _follow_up(status: str, given: date | None, today: date) -> str:
     if given is not None:
@@ -435,6 +446,8 @@ class _Builder:
         consent_withdrawn: date | None = None,
         closed: date | None = None,
         closure_reason: str = "",
+        discharged: date | None = None,
+        under_18: bool = False,
     ) -> None:
         self._n += 1
         identified = identified or self.t.today - timedelta(days=240)
@@ -456,6 +469,9 @@ class _Builder:
                 "closed_on": closed.isoformat() if closed else "",
                 "closure_reason": closure_reason,
                 "follow_up_due": _follow_up(status, follow_up_due, self.t.today),
+                "origin": "discharge" if discharged else "ordinary",
+                "discharged_on": discharged.isoformat() if discharged else "",
+                "under_18": "yes" if under_18 else "no",
             }
         )
         for i, contact in enumerate(
@@ -732,6 +748,35 @@ def _plans(b: _Builder) -> None:
         for contact in others:
             b.invite(code, contact, day - timedelta(days=10), "accepted", day - timedelta(days=9))
         b.expect(ref, "meeting_held", stage, f"{kind} on {day} still scheduled: held, moved or cancelled?")
+
+    # -- consent given, the first SIP meeting never called: a plan identified weeks ago (escalated to the
+    # convener's manager) and one from discharge a few days ago (the law's three days: the reminder) --------
+    for ref, convener, others, coordinator, kind, stage in (
+        ("SIP-DEMO-023", "KOP-IFO-ERIK", ["RV-VC-KOP-EVA", "FK-SIP"], "KOP-SIP", "ordinary", "escalation-1"),
+        ("SIP-DEMO-024", "RV-VC-KOP-EVA", ["KOP-VOO-ANNA"], "", "discharge", "reminder"),
+    ):
+        org = _ORG_OF[convener]
+        day = t.first_meeting_base_day(org, kind, stage)
+        if day is None:
+            b.skipped.append(f"{ref} first_meeting/{stage}")
+            continue
+        if kind == "discharge":
+            # the need was seen on the ward twelve days before the discharge, consent given there
+            b.case(
+                ref,
+                convener,
+                others,
+                coordinator=coordinator,
+                identified=day - timedelta(days=12),
+                discharged=day,
+            )
+            due = first_meeting.due_day(t.cal(org), t.pol(org).first_meeting, kind, day)
+            what = f"discharged {day}, the first SIP meeting should have been called by {due}"
+        else:
+            b.case(ref, convener, others, coordinator=coordinator, identified=day)
+            due = first_meeting.due_day(t.cal(org), t.pol(org).first_meeting, kind, day)
+            what = f"identified {day}, the first SIP meeting should have been called by {due}"
+        b.expect(ref, "first_meeting", f"{stage}@{due.isoformat()}", what)
 
     # -- plans where nothing is due -------------------------------------------------------------------------
     ref = "SIP-DEMO-014"  # everything in order: follow-up booked and accepted, the deviation resolved

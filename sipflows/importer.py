@@ -56,6 +56,7 @@ from sipflows.models import (
     Organisation,
     OrgKind,
     Participant,
+    PlanOrigin,
     Principal,
     Severity,
     SipCase,
@@ -354,6 +355,9 @@ SPECS: dict[str, tuple[Column, ...]] = {
         Column("consent_given_on", _date),
         Column("consent_withdrawn_on", _date),
         Column("follow_up_due", _date),
+        Column("origin", _enum(PlanOrigin), default=PlanOrigin.ORDINARY),
+        Column("discharged_on", _date),
+        Column("under_18", _bool, default=False),
     ),
     "participants": (
         _code("case"),
@@ -984,8 +988,12 @@ def _import_cases(job: _Job) -> FileResult:
         "consent_given_on",
         "consent_withdrawn_on",
         "follow_up_due",
+        "origin",
+        "discharged_on",
+        "under_18",
     )
     existing = job.existing(SipCase, SipCase.reference, attrs)
+    bad_cells = {(i.line, i.column) for i in job.issues}  # cells already reported while parsing
     for rec in job.records:
         v = rec.values
         convener = contacts.get(v.get("convener_contact") or "")
@@ -1012,6 +1020,7 @@ def _import_cases(job: _Job) -> FileResult:
         given, withdrawn = eff("consent_given_on"), eff("consent_withdrawn_on")
         if given is not None and withdrawn is not None and withdrawn < given:
             job.issue(rec.line, "consent_withdrawn_on", "is before consent_given_on")
+        _check_origin(rec, eff, job, bad_cells)
         status = closing.get("status", eff("status"))
         if status == CaseStatus.CLOSED and closing.get("closed_on", eff("closed_on")) is None:
             job.issue(rec.line, "closed_on", "a closed case needs the date it was closed")
@@ -1036,7 +1045,7 @@ def _import_cases(job: _Job) -> FileResult:
         new.update(_closure_by_consent(rec, row, job))
         if row is None:
             defaults: dict[str, Any] = {a: None for a in attrs}
-            defaults["status"] = CaseStatus.IDENTIFIED
+            defaults.update(status=CaseStatus.IDENTIFIED, origin=PlanOrigin.ORDINARY, under_18=False)
             inserts.append({**defaults, "reference": v["reference"], **new})
             continue
         if changes := _changes(_current(row, attrs), new):
@@ -1049,6 +1058,30 @@ def _import_cases(job: _Job) -> FileResult:
     # invitation sync sends their CANCELs and no check chases them (a new plan has no meetings yet)
     cancelled = cancel_future_meetings(job.session, ended, job.now)
     return replace(job.result(len(inserts), len(updates)), cancelled_meetings=cancelled)
+
+
+def _check_origin(
+    rec: Record, eff: Callable[[str], Any], job: _Job, bad_cells: set[tuple[int | None, str | None]]
+) -> None:
+    """A plan from discharge needs its discharge date (the first-meeting limit counts from it); an
+    ordinary plan has none. Not judged when either cell was already reported as unreadable."""
+    if (rec.line, "origin") in bad_cells or (rec.line, "discharged_on") in bad_cells:
+        return
+    origin, discharged = eff("origin"), eff("discharged_on")
+    if origin == PlanOrigin.DISCHARGE and discharged is None:
+        job.issue(rec.line, "discharged_on", "a plan with origin 'discharge' needs its discharge date")
+    elif origin != PlanOrigin.DISCHARGE and discharged is not None:
+        if job.has("discharged_on"):
+            job.issue(
+                rec.line, "discharged_on", "a discharge date is given but the origin is not 'discharge'"
+            )
+        else:
+            job.issue(
+                rec.line,
+                "origin",
+                "the plan has a discharge date in the register: add an empty discharged_on column to "
+                "make it an ordinary plan",
+            )
 
 
 def _closure_by_consent(rec: Record, current: Any, job: _Job) -> dict[str, Any]:

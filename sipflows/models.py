@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -98,6 +99,14 @@ class CaseStatus(enum.StrEnum):
     OFFERED = "offered"
     ACTIVE = "active"
     CLOSED = "closed"
+
+
+class PlanOrigin(enum.StrEnum):
+    """Where the need for the plan arose: the ordinary way, or at discharge from inpatient care (Lag
+    2017:612 om samverkan vid utskrivning från sluten hälso- och sjukvård), which has its own time limit."""
+
+    ORDINARY = "ordinary"
+    DISCHARGE = "discharge"
 
 
 class ClosureReason(enum.StrEnum):
@@ -210,6 +219,12 @@ class SipCase(Base):
         Index("ix_cases_status", "status"),
         Index("ix_cases_convener_org", "convener_org_id"),
         Index("ix_cases_follow_up_due", "follow_up_due"),
+        # a plan from discharge carries its discharge date, and only such a plan does
+        CheckConstraint(
+            "(origin = 'discharge' AND discharged_on IS NOT NULL) "
+            "OR (origin <> 'discharge' AND discharged_on IS NULL)",
+            name="ck_case_discharge_date",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -233,6 +248,21 @@ class SipCase(Base):
     closed_on: Mapped[date | None] = mapped_column(Date)
     closure_reason: Mapped[ClosureReason | None] = mapped_column(_enum(ClosureReason, "closure_reason"))
     follow_up_due: Mapped[date | None] = mapped_column(Date)
+    # what the first-meeting check needs: which time limit applies and from which day it counts
+    origin: Mapped[PlanOrigin] = mapped_column(
+        _enum(PlanOrigin, "plan_origin"),
+        default=PlanOrigin.ORDINARY,
+        server_default=PlanOrigin.ORDINARY.value,
+    )
+    discharged_on: Mapped[date | None] = mapped_column(
+        Date, doc="The local date of discharge from inpatient care; set exactly when origin is discharge."
+    )
+    under_18: Mapped[bool] = mapped_column(
+        Boolean,
+        default=False,
+        server_default=false(),
+        doc="The plan is for a child or young person: a yes/no only, never a birth date or identity number.",
+    )
 
     convener_org: Mapped[Organisation] = relationship(foreign_keys=[convener_org_id])
     convener_contact: Mapped[Contact] = relationship(foreign_keys=[convener_contact_id])

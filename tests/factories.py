@@ -28,6 +28,7 @@ from sipflows.models import (
     Organisation,
     OrgKind,
     Participant,
+    PlanOrigin,
     Principal,
     Severity,
     SipCase,
@@ -109,6 +110,9 @@ class RegisterBuilder:
         follow_up_due: date | None = None,
         participants: tuple[Contact, ...] = (),
         coordinator: Contact | None = None,
+        origin: PlanOrigin = PlanOrigin.ORDINARY,
+        discharged_on: date | None = None,
+        under_18: bool = False,
     ) -> SipCase:
         c = SipCase(
             reference=reference or self._next("SIP-2026-"),
@@ -126,6 +130,9 @@ class RegisterBuilder:
             consent_withdrawn_on=consent_withdrawn_on,
             closed_on=closed_on,
             follow_up_due=follow_up_due,
+            origin=origin,
+            discharged_on=discharged_on,
+            under_18=under_18,
         )
         self.session.add(c)
         self.session.flush()

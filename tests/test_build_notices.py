@@ -119,6 +119,16 @@ def every_finding(w: World) -> list[Finding]:
         finding(w, "deviations", "acknowledgement-escalation-2", "deviation", w.deviation.id, [r_chief]),
         finding(w, "deviations", "reply-reminder", "deviation", w.deviation.id, [r["r"]]),
         finding(w, "deviations", "reply-escalation-1", "deviation", w.deviation.id, [r_chief]),
+        finding(
+            w,
+            "first_meeting",
+            "reminder@2026-02-27",
+            "case",
+            w.case.id,
+            [k, w.coord],
+            details={"limit": "discharge"},
+        ),
+        finding(w, "first_meeting", "escalation-1@2026-02-27", "case", w.case.id, [k_chief]),
     ]
 
 
@@ -126,7 +136,7 @@ def test_privacy_no_notice_of_any_kind_carries_personal_data_or_free_text(
     session: Session, world: World
 ) -> None:
     w, r = world, world.r
-    assert enqueue_findings(session, every_finding(w), NOW, SETTINGS) == 21
+    assert enqueue_findings(session, every_finding(w), NOW, SETTINGS) == 24
     # invitations, an update, and cancellations (meeting cancelled, plan closed by withdrawn consent)
     m1 = book_meeting(
         session,
@@ -244,10 +254,10 @@ def test_enqueue_findings_twice_enqueues_once(session: Session, world: World) ->
     findings = every_finding(world)
     first = enqueue_findings(session, findings, NOW, SETTINGS)
     session.commit()
-    assert first == 21
+    assert first == 24
     assert enqueue_findings(session, findings, NOW + timedelta(hours=1), SETTINGS) == 0
     session.commit()
-    assert len(session.scalars(select(Notice.id)).all()) == 21
+    assert len(session.scalars(select(Notice.id)).all()) == 24
 
 
 def test_unknown_stage_is_an_error_not_a_silent_drop(session: Session, world: World) -> None:

@@ -11,12 +11,24 @@ from sqlalchemy import event
 
 from sipflows.checks import ALL_CHECKS, CHECK_NAMES, run_checks
 from sipflows.checks.base import CheckContext
-from sipflows.models import Answer, MeetingStatus
+from sipflows.models import Answer, MeetingKind, MeetingStatus, PlanOrigin
 from sipflows.policy import Layer, build_policy
 
 JUDGED = date(2026, 3, 12)
 # an override and an organisation with its own closed day, so the per-organisation SQL is exercised
-POLICY = build_policy([Layer("t", {"organisations": {"RV-VC-KOP": {"deviations": {"reply_days": 5}}}})])
+POLICY = build_policy(
+    [
+        Layer(
+            "t",
+            {
+                "organisations": {
+                    "RV-VC-KOP": {"deviations": {"reply_days": 5}},
+                    "KOP-IFO": {"first_meeting": {"ordinary_working_days": 8, "discharge_days": 2}},
+                }
+            },
+        )
+    ]
+)
 
 
 @contextmanager
@@ -47,6 +59,17 @@ def add_plans(build, region, lss, n: int) -> None:
         build.invite(upcoming, region["f"], sent_on=date(2026, 3, 2), answer=Answer.DECLINED)
         build.invite(upcoming, region["s"], sent_on=date(2026, 3, 2), answer=Answer.ACCEPTED)
         build.deviation(case, region["k"], region["region"], date(2026, 3, 2))
+        # and a plan of each kind whose first SIP meeting was never called (a pre-meeting is not one)
+        waiting = build.case(convener, identified_on=date(2026, 2, 2), consent_given_on=date(2026, 2, 3))
+        build.meeting(waiting, date(2026, 2, 10), kind=MeetingKind.PRE_MEETING, status=MeetingStatus.HELD)
+        build.case(convener, identified_on=date(2026, 2, 2), under_18=True)
+        build.case(
+            convener,
+            identified_on=date(2026, 3, 2),
+            consent_given_on=date(2026, 3, 2),
+            origin=PlanOrigin.DISCHARGE,
+            discharged_on=date(2026, 3, 4),
+        )
     build.session.flush()
 
 

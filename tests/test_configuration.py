@@ -38,6 +38,8 @@ REGISTER_COMMANDS = [
     ["replies", "answer", "MEETING-1", "CONTACT-1", "accepted"],
     ["meeting", "cancel", "MEETING-1"],
     ["case", "close", "SIP-1", "--on", "2026-11-19"],
+    ["case", "origin", "SIP-1", "discharge", "--discharged-on", "2026-11-19"],
+    ["case", "under-18", "SIP-1", "yes"],
     ["policy", "show"],
     ["policy", "check", "examples/policy.toml"],
 ]

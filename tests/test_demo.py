@@ -65,7 +65,7 @@ def test_demo_loads_and_a_second_run_changes_nothing(engine):
     assert meeting_state(engine) == meetings
     assert all(f.inserted == 0 and f.updated == 0 for f in second.files)
     assert second.expected == first.expected and not first.skipped
-    assert after_first["sip_cases"] == 22 and after_first["organisations"] == 15
+    assert after_first["sip_cases"] == 24 and after_first["organisations"] == 15
 
 
 def test_another_date_moves_the_timeline_without_duplicates(engine):
@@ -157,7 +157,12 @@ def test_every_check_fires_at_its_stages_on_the_demo_date_and_nothing_else(engin
         ("deviations", "acknowledgement-escalation-2"),
         ("deviations", "reply-reminder"),
         ("deviations", "reply-escalation-1"),
+        ("first_meeting", "reminder"),
+        ("first_meeting", "escalation-1"),
     } <= stages
+    # one ordinary plan and one from discharge wait for their first SIP meeting
+    limits = {f.case_reference: f.details["limit"] for f in all_findings if f.check == "first_meeting"}
+    assert limits == {"SIP-DEMO-023": "ordinary", "SIP-DEMO-024": "discharge"}
     assert any(f.check == "deviations" and f.details.get("severity") == "high" for f in all_findings)
     # the English-speaking convener is told about her meeting
     assert any(alex in f.recipients for f in all_findings)
@@ -206,12 +211,13 @@ def test_cli_loads_the_demo_and_prints_what_is_due(engine, db_url):
     assert result.exit_code == 0, result.output
     assert "judged on 2026-11-24" in result.stdout
     assert "SIP-DEMO-001  documentation/reminder" in result.stdout
-    assert "cases 22 rows: 22 new, 0 updated, 0 unchanged" in " ".join(result.stdout.split())
-    assert counts(engine)["sip_cases"] == 22
+    assert "cases 24 rows: 24 new, 0 updated, 0 unchanged" in " ".join(result.stdout.split())
+    assert "SIP-DEMO-024  first_meeting/reminder@" in result.stdout
+    assert counts(engine)["sip_cases"] == 24
 
     again = runner.invoke(_cli(), ["demo", "--database-url", db_url, "--date", "2026-11-24"])
     assert again.exit_code == 0
-    assert "cases 22 rows: 0 new, 0 updated, 22 unchanged" in " ".join(again.stdout.split())
+    assert "cases 24 rows: 0 new, 0 updated, 24 unchanged" in " ".join(again.stdout.split())
 
     bad = runner.invoke(_cli(), ["demo", "--database-url", db_url, "--date", "24/11/2026"])
     assert bad.exit_code == 2 and "'24/11/2026' is not a date" in bad.output

@@ -25,7 +25,7 @@ DOMAIN = "sipflows.test"
 CASES_HEADER = (
     "reference,convener_contact,convener_organisation,coordinator,individual_name,personal_identity_number,"
     "case_notes,status,identified_on,offered_on,activated_on,closed_on,closure_reason,consent_given_on,"
-    "consent_withdrawn_on,follow_up_due"
+    "consent_withdrawn_on,follow_up_due,origin,discharged_on,under_18"
 )
 PERSONAL = ("Tolvan Tolvansson", "19121212-1212", "Diagnos F20.0 enligt journal")
 
@@ -66,7 +66,7 @@ def assert_nothing_personal(messages: list[str], *values: str) -> None:
 
 PERSON_ROW = (
     "SIP-2026-009,KOP-IFO-SARA,KOP-IFO,,Tolvan Tolvansson,19121212-1212,Diagnos F20.0 enligt journal,"
-    "active,2026-09-01,2026-09-03,2026-09-10,,,2026-09-10,,2027-03-01"
+    "active,2026-09-01,2026-09-03,2026-09-10,,,2026-09-10,,2027-03-01,ordinary,,no"
 )
 
 
@@ -74,7 +74,7 @@ def test_cases_without_their_header_row(engine, loaded, tmp_path):
     path = write(tmp_path / "bad", "cases.csv", PERSON_ROW + "\n" + PERSON_ROW.replace("009", "010") + "\n")
     messages = errors(engine, path)
     assert messages == [
-        "cases.csv:1: line 1 is not a header: none of its 16 cells is a column name of cases.csv; the first "
+        "cases.csv:1: line 1 is not a header: none of its 19 cells is a column name of cases.csv; the first "
         "line must name the columns: " + CASES_HEADER.replace(",", ", ")
     ]
     assert_nothing_personal(messages, "SIP-2026-009")
@@ -95,7 +95,7 @@ def test_a_shifted_cases_row_is_named_by_line_not_by_its_cells(engine, loaded, t
     messages = errors(engine, path)
     fields = row.count(",") + 1
     assert messages == [
-        f"cases.csv:2: has {fields} fields but the header has 16 (a delimiter too many or too few?)"
+        f"cases.csv:2: has {fields} fields but the header has 19 (a delimiter too many or too few?)"
     ]
     assert_nothing_personal(messages, "Tolvansson")
 

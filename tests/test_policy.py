@@ -181,3 +181,27 @@ def test_cli_show_names_sources(tmp_path: Path, monkeypatch, register_env):
     result = runner.invoke(app, ["policy", "show", "--file", str(f), "--json"])
     data = json.loads(result.output)
     assert data["organisations"]["BUP"]["deviations"]["reply_days"] == 30
+
+
+def test_first_meeting_limits_have_their_sources_and_are_validated(tmp_path: Path, register_env):
+    fm = default_policy().policy.first_meeting
+    assert (fm.ordinary_working_days, fm.child_days, fm.discharge_days) == (10, 21, 3)
+    # the law's limit is the shortest, a child's the agreement's three weeks
+    assert fm.discharge_days < fm.ordinary_working_days and fm.child_days == 21
+    f = tmp_path / "p.toml"
+    f.write_text(
+        '[first_meeting]\ndischarge_days = 2\n[organisations."KOP-IFO".first_meeting]\nchild_days = 14\n'
+    )
+    result = runner.invoke(app, ["policy", "show", "--file", str(f), "--explain"])
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert any("first_meeting.discharge_days" in ln and "2" in ln and str(f) in ln for ln in out.splitlines())
+    assert any("KOP-IFO" in ln and "first_meeting.child_days" in ln and "14" in ln for ln in out.splitlines())
+    flat = " ".join(out.split())
+    assert "2017:612" in flat and "Västbus" in flat and "no exact figure exists" in flat
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[first_meeting]\ndischarge_days = 0\nchild_weeks = 3\n")
+    result = runner.invoke(app, ["policy", "check", str(bad)])
+    assert result.exit_code == 1
+    assert "first_meeting.discharge_days" in result.output
+    assert "first_meeting.child_weeks: unknown key" in result.output

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from sipflows.checks import (
     deviations,
     documentation,
+    first_meeting,
     follow_up,
     invitations,
     meeting_held,
@@ -29,6 +30,7 @@ ALL_CHECKS: tuple[Check, ...] = (
     pre_meeting,
     follow_up,
     deviations,
+    first_meeting,
 )
 CHECK_NAMES: tuple[str, ...] = tuple(c.NAME for c in ALL_CHECKS)
 

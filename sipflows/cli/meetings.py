@@ -1,4 +1,4 @@
-"""``sipflows meeting book|move|cancel|held`` and ``sipflows case close|withdraw-consent``.
+"""``sipflows meeting book|move|cancel|held`` and ``sipflows case close|withdraw-consent|origin|under-18``.
 
 Times are typed as people read them, ``YYYY-MM-DD HH:MM`` in Stockholm. Each command changes the register
 and queues the REQUEST/CANCEL notices in the same transaction (``sync_invitations``); the dispatch sends
@@ -21,11 +21,13 @@ from sipflows.booking import (
     close_case,
     move_meeting,
     record_held,
+    set_plan_origin,
+    set_under_18,
     withdraw_consent,
 )
 from sipflows.cli.common import command_register, parse_date
 from sipflows.db import session_scope
-from sipflows.models import ClosureReason, MeetingKind
+from sipflows.models import ClosureReason, MeetingKind, PlanOrigin
 from sipflows.notices.invitations import SyncSummary, sync_invitations
 from sipflows.notices.render import RenderError
 from sipflows.settings import get_settings
@@ -34,7 +36,10 @@ from sipflows.timeutil import STOCKHOLM, local_datetime
 meeting_app = typer.Typer(
     help="Book, move and cancel meetings (invitations are queued for sending); record one as held."
 )
-case_app = typer.Typer(help="End a plan: closure or withdrawn consent (its future meetings are cancelled).")
+case_app = typer.Typer(
+    help="End a plan (closure or withdrawn consent: its future meetings are cancelled), or say where it "
+    "arose and whether it is for a child (the first meeting's time limit)."
+)
 
 DB_OPTION = typer.Option(None, "--database-url", help="Default: SIPFLOWS_DATABASE_URL.")
 NOW_OPTION = typer.Option(
@@ -92,6 +97,19 @@ def _run(database_url: str | None, now: datetime, action: Any) -> SyncSummary:
         except (BookingError, RenderError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
+
+
+def _change(database_url: str | None, action: Any) -> None:
+    """Change the plan's own fields in one transaction (nothing to queue); exit 1 on a refusal."""
+    engine = register_engine(database_url)
+    try:
+        with session_scope(engine) as session:
+            action(session)
+    except BookingError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
 
 
 def _report(summary: SyncSummary) -> None:
@@ -264,6 +282,42 @@ def withdraw(
     summary = _run(database_url, now_at, lambda s: withdraw_consent(s, reference, day, now=now_at))
     typer.echo(f"consent withdrawn for {reference} on {day}; plan closed")
     _report(summary)
+
+
+@case_app.command("origin")
+def origin(
+    reference: str = typer.Argument(..., help="The plan's reference."),
+    kind: Annotated[PlanOrigin, typer.Argument(help="ordinary, or discharge from inpatient care.")] = (
+        PlanOrigin.ORDINARY
+    ),
+    discharged_on: str | None = typer.Option(
+        None, "--discharged-on", help="Local discharge date 'YYYY-MM-DD' (required for discharge)."
+    ),
+    database_url: str | None = DB_OPTION,
+) -> None:
+    """Where the plan arose: a plan from discharge (Lag 2017:612) has the law's shorter limit for its
+    first SIP meeting, counted from the discharge date."""
+    day = parse_date(discharged_on, "--discharged-on") if discharged_on is not None else None
+    _change(database_url, lambda s: set_plan_origin(s, reference, kind, day))
+    typer.echo(f"{reference}: origin {kind.value}" + (f", discharged {day}" if day else ""))
+
+
+_YES = {"yes": True, "ja": True, "no": False, "nej": False}
+
+
+@case_app.command("under-18")
+def under_18(
+    reference: str = typer.Argument(..., help="The plan's reference."),
+    answer: str = typer.Argument(..., help="yes or no (ja/nej)."),
+    database_url: str | None = DB_OPTION,
+) -> None:
+    """Whether the plan is for a child or young person (their first SIP meeting has its own limit).
+    A yes or no only: sipflows keeps no date of birth."""
+    value = _YES.get(answer.strip().lower())
+    if value is None:
+        raise typer.BadParameter(f"{answer!r} is not yes or no", param_hint="ANSWER")
+    _change(database_url, lambda s: set_under_18(s, reference, value))
+    typer.echo(f"{reference}: under 18 {'yes' if value else 'no'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 
 import typer
@@ -14,6 +15,7 @@ from sipflows.policy import (
     PolicyError,
     build_policy,
     check_organisations_in,
+    descriptions,
     load_policy,
     read_policy_file,
 )
@@ -29,6 +31,9 @@ def show(
     ),
     organisation: str | None = typer.Option(None, "--organisation", help="Show one organisation's values."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    explain: bool = typer.Option(
+        False, "--explain", help="Print under each value what it means and where it comes from."
+    ),
 ) -> None:
     """Print the effective policy and where each value came from."""
     try:
@@ -44,8 +49,13 @@ def show(
     rows = effective.describe_for(organisation) if organisation else effective.describe()
     width = max(len(r[1]) for r in rows)
     typer.echo(f"{'scope':<12} {'key':<{width}}  {'value':>8}  source")
+    meanings = descriptions() if explain else {}
     for scope, key, value, source in rows:
         typer.echo(f"{scope:<12} {key:<{width}}  {value!s:>8}  {source}")
+        if key in meanings:
+            typer.echo(
+                textwrap.fill(meanings[key], width=100, initial_indent="    ", subsequent_indent="    ")
+            )
     typer.echo("\nPrefect runs add the Prefect Variable layer on top (see the flow's logs for what it used).")
 
 

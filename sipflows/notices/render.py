@@ -52,6 +52,8 @@ FINDING_KINDS = frozenset(
         "deviations.acknowledgement-escalation",
         "deviations.reply-reminder",
         "deviations.reply-escalation",
+        "first_meeting.reminder",
+        "first_meeting.escalation",
     }
 )
 MEETING_INVITATION = "meeting.invitation"
