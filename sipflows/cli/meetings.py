@@ -101,15 +101,13 @@ def _run(database_url: str | None, now: datetime, action: Any) -> SyncSummary:
 
 def _change(database_url: str | None, action: Any) -> None:
     """Change the plan's own fields in one transaction (nothing to queue); exit 1 on a refusal."""
-    engine = register_engine(database_url)
-    try:
-        with session_scope(engine) as session:
-            action(session)
-    except BookingError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    finally:
-        engine.dispose()
+    with command_register(database_url) as engine:
+        try:
+            with session_scope(engine) as session:
+                action(session)
+        except BookingError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
 
 
 def _report(summary: SyncSummary) -> None:
