@@ -11,13 +11,21 @@ not compete with the dispatcher for the GIL). Invitations are the heaviest notic
 calendar part), so the figures are a floor for the other kinds. The register is bulk-loaded first and
 not timed. On PostgreSQL a fresh schema is created and dropped afterwards.
 
-Targets on a 2-core machine: >= 2,000 rendered+enqueued per second, >= 300 sent per second.
+The *wire floor* is measured in the same run, against the same server: the same notices built into
+messages beforehand (not timed), then sent by a bare ``smtplib`` loop over one connection — no database,
+no MIME building, no bookkeeping. It is timed once before and once after the dispatch (the machine is
+shared and noisy), and the dispatch rate is printed as a ratio of their mean: how close one dispatcher
+comes to what the wire alone allows.
+
+Targets on a 2-core machine: >= 2,000 rendered+enqueued per second, >= 300 sent per second, and one
+dispatcher at >= 0.7 of the wire floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import smtplib
 import socket
 import sys
 import tempfile
@@ -46,8 +54,9 @@ from sipflows.models import (
     Principal,
     SipCase,
 )
-from sipflows.notices.dispatch import dispatch
+from sipflows.notices.dispatch import _load_context, build_message, dispatch
 from sipflows.notices.invitations import sync_invitations
+from sipflows.notices.mime import mime_bytes, sender_address
 from sipflows.settings import Settings
 from sipflows.transports.smtp import SmtpTransport
 
@@ -160,6 +169,30 @@ def load_register(engine: Engine, meetings: int) -> None:
             )
 
 
+def prebuilt_messages(engine: Engine, settings: Settings) -> list[tuple[str, bytes]]:
+    """Every notice in the ledger as (recipient, bytes), built exactly as dispatch builds them."""
+    sender = sender_address(settings.sender_address, settings.sender_name)
+    out: list[tuple[str, bytes]] = []
+    with engine.connect() as conn:
+        rows = list(conn.execute(select(Notice.__table__).order_by(Notice.id)).mappings())
+        for start in range(0, len(rows), 1000):
+            chunk = rows[start : start + 1000]
+            ctx = _load_context(conn, chunk, (settings.organizer(), settings.sender_name))
+            for row in chunk:
+                message = build_message(row, ctx, NOW)
+                out.append((message.to_address, mime_bytes(message, sender)))
+    return out
+
+
+def wire_floor(port: int, sender: str, messages: list[tuple[str, bytes]]) -> float:
+    """Seconds a bare smtplib loop takes to send ``messages`` over one connection."""
+    t0 = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        for to, data in messages:
+            smtp.sendmail(sender, [to], data)
+    return time.perf_counter() - t0
+
+
 def _dispatcher(url: str, settings: Settings, worker: str, results: Any) -> None:
     """One dispatcher process: its own engine and SMTP connection, the shared ledger's claims."""
     engine = make_engine(url)
@@ -213,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--database-url", help="PostgreSQL URL (a fresh schema is used); default SQLite")
     ap.add_argument("--notices", type=int, default=50_000, help="invitations to render, enqueue and send")
     ap.add_argument("--batch-size", type=int, default=200, help="dispatch batch size")
+    ap.add_argument("--no-floor", action="store_true", help="skip the bare smtplib floor")
     ap.add_argument(
         "--dispatchers",
         type=int,
@@ -253,6 +287,13 @@ def main(argv: list[str] | None = None) -> int:
                 enqueue_s = time.perf_counter() - t0
                 enqueued = summary.enqueued
 
+                floor_sent = 0
+                floors: list[float] = []  # messages per second of the bare smtplib loop
+                if not args.no_floor:
+                    messages = prebuilt_messages(engine, settings)
+                    floor_s = wire_floor(port, settings.sender_address, messages)
+                    floors.append(len(messages) / floor_s)
+
                 t0, c0 = time.perf_counter(), time.process_time()
                 if args.dispatchers == 1:
                     result = dispatch(engine, SmtpTransport(settings), NOW, settings)
@@ -261,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
                 else:
                     sent, failed, dead, dispatch_cpu = run_dispatchers(engine, settings, args.dispatchers)
                 dispatch_s = time.perf_counter() - t0
+                if not args.no_floor:
+                    floor_s = wire_floor(port, settings.sender_address, messages)
+                    floors.append(len(messages) / floor_s)
+                    floor_sent = 2 * len(messages)
+                    del messages
             finally:
                 stop.set()
                 server.join(10)
@@ -280,7 +326,15 @@ def main(argv: list[str] | None = None) -> int:
         f"dispatcher CPU {1000 * dispatch_cpu / max(sent, 1):.2f} ms per notice "
         f"(the rest of the wall time is the SMTP conversation and the database)"
     )
-    print(f"server received {received.value}; ledger rows sent: {sent_rows}")
+    if floors:
+        floor = sum(floors) / len(floors)
+        print(
+            f"wire floor (bare smtplib loop, the same messages, the same server): "
+            f"{floors[0]:,.0f}/s before, {floors[-1]:,.0f}/s after the dispatch"
+        )
+        print(f"dispatch / floor = {sent / dispatch_s / floor:.2f}")
+    print(f"server received {received.value} (expected {sent + floor_sent}); ledger rows sent: {sent_rows}")
+    print(f"load average: {Path('/proc/loadavg').read_text().split()[:3]}")
     return 0
 
 
