@@ -34,9 +34,11 @@ failure is retried until it is sent or marked dead with its last error for an op
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -420,50 +422,180 @@ class _Recorder:
             finally:
                 conn.close()
 
-    def sent(self, row: Row, result: SendResult) -> None:
-        conn = self._connection()
-        is_invitation = (
+    @staticmethod
+    def _is_invitation(row: Row) -> bool:
+        return (
             row["meeting_id"] is not None
             and row["contact_id"] is not None
             and (row["ics_method"] or "").upper() == "REQUEST"
         )
-        if is_invitation:
+
+    def sent(self, row: Row, result: SendResult) -> None:
+        conn = self._connection()
+        if self._is_invitation(row):
             conn.execute(
                 _MARK_INVITED,
                 {"b_meeting": row["meeting_id"], "b_contact": row["contact_id"], "b_at": self.now},
             )
-        done = cast(
-            CursorResult[Any],
-            conn.execute(
-                _MARK_SENT,
-                {
-                    "b_id": row["id"],
-                    "b_worker": self.worker_id,
-                    "b_at": self.now,
-                    "b_attempts": row["attempts"] + 1,
-                    "b_external": result.external_id,
-                },
-            ),
-        ).rowcount
+        done = cast(CursorResult[Any], conn.execute(_MARK_SENT, self._sent_params(row, result))).rowcount
         if not done:
             log.warning("notice %s was reclaimed by another dispatcher before it was recorded", row["key"])
 
-    def failed(self, row: Row, reason: str, permanent: bool) -> NoticeStatus:
+    def _sent_params(self, row: Row, result: SendResult) -> dict[str, Any]:
+        return {
+            "b_id": row["id"],
+            "b_worker": self.worker_id,
+            "b_at": self.now,
+            "b_attempts": row["attempts"] + 1,
+            "b_external": result.external_id,
+        }
+
+    def _failed_params(self, row: Row, reason: str, permanent: bool) -> dict[str, Any]:
         attempts = row["attempts"] + 1
-        dead = permanent or attempts >= self.settings.max_attempts
-        status = NoticeStatus.DEAD if dead else NoticeStatus.FAILED
-        self._connection().execute(
-            _MARK_FAILED,
-            {
-                "b_id": row["id"],
-                "b_worker": self.worker_id,
-                "b_status": status,
-                "b_attempts": attempts,
-                "b_error": reason,
-                "b_next": self.now + backoff(attempts, self.settings),
-            },
-        )
-        return status
+        return {
+            "b_id": row["id"],
+            "b_worker": self.worker_id,
+            "b_status": self.status_after_failure(row, permanent),
+            "b_attempts": attempts,
+            "b_error": reason,
+            "b_next": self.now + backoff(attempts, self.settings),
+        }
+
+    def group(self, outcomes: Sequence[tuple[Row, SendResult | None, str, bool]]) -> None:
+        """Several outcomes in one transaction: (row, result) when sent, (row, None, reason, permanent)
+        when failed. Invitations are marked in the same transaction as their notices."""
+        invited = [
+            {"b_meeting": row["meeting_id"], "b_contact": row["contact_id"], "b_at": self.now}
+            for row, result, _, _ in outcomes
+            if result is not None and self._is_invitation(row)
+        ]
+        sent = [self._sent_params(row, result) for row, result, _, _ in outcomes if result is not None]
+        failed = [
+            self._failed_params(row, why, perm) for row, result, why, perm in outcomes if result is None
+        ]
+        conn = self._connection()
+        conn.exec_driver_sql("BEGIN")
+        try:
+            if invited:
+                conn.execute(_MARK_INVITED, invited)
+            done = cast(CursorResult[Any], conn.execute(_MARK_SENT, sent)).rowcount if sent else 0
+            if failed:
+                conn.execute(_MARK_FAILED, failed)
+            conn.exec_driver_sql("COMMIT")
+        except BaseException:
+            if not conn.invalidated:
+                conn.exec_driver_sql("ROLLBACK")
+            raise
+        if 0 <= done < len(sent):
+            log.warning(
+                "%d of %d notices were reclaimed by another dispatcher before they were recorded",
+                len(sent) - done,
+                len(sent),
+            )
+
+    def status_after_failure(self, row: Row, permanent: bool) -> NoticeStatus:
+        """What a failed try makes of the notice: dead when permanent or out of attempts, else failed."""
+        dead = permanent or row["attempts"] + 1 >= self.settings.max_attempts
+        return NoticeStatus.DEAD if dead else NoticeStatus.FAILED
+
+    def failed(self, row: Row, reason: str, permanent: bool) -> NoticeStatus:
+        params = self._failed_params(row, reason, permanent)
+        self._connection().execute(_MARK_FAILED, params)
+        return cast(NoticeStatus, params["b_status"])
+
+
+class _RecordingFailed(Exception):
+    """Writing an outcome failed (the database went away): carries that error out of a transport."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _takes_before_commit(transport: Transport) -> bool:
+    """Whether ``transport.send`` takes ``before_commit`` (the SMTP transport's, unless overridden)."""
+    try:
+        return "before_commit" in inspect.signature(transport.send).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+class _Pipeline:
+    """Commits outcomes on a thread of its own, in groups, while the next messages travel.
+
+    Whatever has arrived while the previous group was being committed goes in the next transaction, so
+    the database costs one commit per group instead of one per notice, and its round trips overlap the
+    SMTP conversation instead of adding to it. ``wait(behind)`` returns once all but the last ``behind``
+    outcomes handed over are committed, or raises ``_RecordingFailed``. Dispatch calls it before the
+    next message is committed to the transport — the SMTP transport calls it between the envelope and
+    DATA (``before_commit``) with ``behind`` = ``record_window``; other transports wait for every
+    outcome before ``send``. So a process killed at any moment leaves at most ``record_window`` + 1 sent
+    notices unrecorded (1 for other transports), and the next run sends those again after the lease.
+    """
+
+    def __init__(self, record: _Recorder) -> None:
+        self._record = record
+        self._cond = threading.Condition()
+        self._queue: list[tuple[Row, SendResult | None, str, bool]] = []
+        self._submitted = 0
+        self._committed = 0
+        self._error: BaseException | None = None
+        self._closing = False
+        self._thread: threading.Thread | None = None
+
+    def sent(self, row: Row, result: SendResult) -> None:
+        self._submit((row, result, "", False))
+
+    def failed(self, row: Row, reason: str, permanent: bool) -> None:
+        self._submit((row, None, reason, permanent))
+
+    def _submit(self, outcome: tuple[Row, SendResult | None, str, bool]) -> None:
+        with self._cond:
+            self._queue.append(outcome)
+            self._submitted += 1
+            self._cond.notify_all()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sipflows-recorder", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closing:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                group, self._queue = self._queue, []
+            try:
+                self._record.group(group)
+            except BaseException as exc:
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._committed += len(group)
+                self._cond.notify_all()
+
+    def wait(self, behind: int = 0) -> None:
+        with self._cond:
+            while self._error is None and self._committed < self._submitted - behind:
+                self._cond.wait()
+            if self._error is not None:
+                raise _RecordingFailed(self._error)
+
+    def close(self) -> None:
+        """Commit the outcomes still on their way and stop the thread; raises a recording error."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._cond:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise _RecordingFailed(error)
 
 
 # -------------------------------------------------------------------------------------------- dispatch
@@ -504,6 +636,7 @@ def _dispatch_batch(
     """
     pending = {r["id"] for r in rows}
     record = _Recorder(engine, worker_id, now, settings)
+    pipe = _Pipeline(record)
     try:
         with engine.connect() as conn:
             ctx = _load_context(conn, rows, (settings.organizer(), settings.sender_name))
@@ -513,46 +646,63 @@ def _dispatch_batch(
                 messages.append((row, build_message(row, ctx, now)))
             except AttachmentError as exc:
                 reason = _reason(exc, settings)
-                status = record.failed(row, reason, permanent=True)
+                pipe.failed(row, reason, True)
                 pending.discard(row["id"])
-                _count_failure(summary, row, reason, status)
+                _count_failure(summary, row, reason, record.status_after_failure(row, True))
         if not messages:
+            pipe.close()
             return
         try:
             transport.__enter__()
         except Exception as exc:
             # nothing of the batch could be tried, and no notice is to blame: all go back untouched
             raise _unavailable(exc, transport, settings) from None
+        before_commit = _takes_before_commit(transport)
+        window = settings.record_window
+
+        def recorded() -> None:  # all but the last ``window`` outcomes are committed
+            pipe.wait(window)
+
         try:
             for i, (row, message) in enumerate(messages):
                 if i and clock() > send_until:
                     log.warning("slow sending: %d notices go back for a fresh claim", len(pending))
                     break
+                if not before_commit:
+                    pipe.wait()  # the previous outcome is committed before this message can go
                 # in flight from here: if we are interrupted now it may have gone out, so its claim is
                 # kept until the lease ends rather than given back for an immediate resend
                 pending.discard(row["id"])
                 try:
-                    result = transport.send(message)
-                except TransportUnavailable:
+                    if before_commit:
+                        result = transport.send(message, before_commit=recorded)  # type: ignore[call-arg]
+                    else:
+                        result = transport.send(message)
+                except (TransportUnavailable, _RecordingFailed):
                     pending.add(row["id"])  # it did not go: back with the rest, no attempt counted
                     raise
                 except Exception as exc:
                     reason = _reason(exc, settings)
                     permanent = isinstance(exc, PermanentSendError)
-                    status = record.failed(row, reason, permanent)
-                    _count_failure(summary, row, reason, status)
+                    pipe.failed(row, reason, permanent)
+                    _count_failure(summary, row, reason, record.status_after_failure(row, permanent))
                 else:
-                    record.sent(row, result)
+                    pipe.sent(row, result)
                     summary.sent += 1
         finally:
             try:
                 transport.__exit__(None, None, None)
             except Exception as exc:  # closing is best effort; what was sent is recorded
                 log.warning("closing the %s transport failed: %s", transport.name, _reason(exc, settings))
+        pipe.close()
         record.close()
         _release(engine, pending, worker_id)
         pending.clear()
     except BaseException as exc:
+        try:
+            pipe.close()  # what was sent is recorded before anything else happens
+        except _RecordingFailed as failed:
+            log.warning("could not record the last outcomes: %s", _reason(failed.error, settings))
         record.close()  # a broken connection must not be reused for the release
         if isinstance(exc, TransportUnavailable):
             summary.held_back += len(pending)
@@ -562,6 +712,8 @@ def _dispatch_batch(
             log.warning(
                 "could not release %d claimed notices; they are retried when the lease ends", len(pending)
             )
+        if isinstance(exc, _RecordingFailed):
+            raise exc.error from None  # the database's own error, as the recorder met it
         raise
     finally:
         record.close()
