@@ -520,6 +520,10 @@ def _takes_before_commit(transport: Transport) -> bool:
         return False
 
 
+GROUP_SIZE = 50  # outcomes per transaction, at most ...
+GROUP_SECONDS = 0.2  # ... or what has arrived when the oldest has waited this long
+
+
 class _Pipeline:
     """Commits outcomes on a thread of its own, in groups, while the next messages travel.
 
@@ -541,6 +545,7 @@ class _Pipeline:
         self._committed = 0
         self._error: BaseException | None = None
         self._closing = False
+        self._waiting = 0
         self._thread: threading.Thread | None = None
 
     def sent(self, row: Row, result: SendResult) -> None:
@@ -553,19 +558,31 @@ class _Pipeline:
         with self._cond:
             self._queue.append(outcome)
             self._submitted += 1
-            self._cond.notify_all()
+            if len(self._queue) in (1, GROUP_SIZE):  # the recorder starts its clock, or has a group
+                self._cond.notify_all()
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="sipflows-recorder", daemon=True)
             self._thread.start()
 
+    def _next_group(self) -> list[tuple[Row, SendResult | None, str, bool]] | None:
+        """Wait for a full group, the oldest outcome's deadline, a waiter or the end; None at the end."""
+        with self._cond:
+            first_at: float | None = None
+            while True:
+                if self._queue and first_at is None:
+                    first_at = time.monotonic()
+                full = len(self._queue) >= GROUP_SIZE
+                due = first_at is not None and time.monotonic() - first_at >= GROUP_SECONDS
+                if self._queue and (full or due or self._waiting or self._closing):
+                    group, self._queue = self._queue, []
+                    return group
+                if self._closing:
+                    return None
+                timeout = None if first_at is None else first_at + GROUP_SECONDS - time.monotonic()
+                self._cond.wait(timeout)
+
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                group, self._queue = self._queue, []
+        while (group := self._next_group()) is not None:
             try:
                 self._record.group(group)
             except BaseException as exc:
@@ -580,7 +597,10 @@ class _Pipeline:
     def wait(self, behind: int = 0) -> None:
         with self._cond:
             while self._error is None and self._committed < self._submitted - behind:
+                self._waiting += 1
+                self._cond.notify_all()
                 self._cond.wait()
+                self._waiting -= 1
             if self._error is not None:
                 raise _RecordingFailed(self._error)
 
