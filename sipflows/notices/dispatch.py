@@ -6,10 +6,12 @@ reached, no live claim) get ``claimed_until`` (the moment of claiming plus ``cla
 ``BEGIN IMMEDIATE`` (SQLite's single writer serialises claimers). So two dispatchers running at once —
 two Prefect workers, a flow and the CLI — never send the same notice. A batch goes through one transport
 context (one SMTP connection, one Exchange session) and stops sending once half its lease is used, giving
-the rest back, so nothing is sent on a claim that may have expired. Each notice's outcome is recorded by
-one autocommitted statement right after its send: sent; failed, retried after an exponential backoff
-(``min(backoff_base * 2**(attempts-1), backoff_max)``); or dead — at once after a permanent refusal
-(5xx, an unusable address), or after ``max_attempts`` tries. One bad notice never stops the batch.
+the rest back, so nothing is sent on a claim that may have expired. Each notice's outcome is recorded:
+sent; failed, retried after an exponential backoff (``min(backoff_base * 2**(attempts-1), backoff_max)``);
+or dead — at once after a permanent refusal (5xx, an unusable address), or after ``max_attempts`` tries.
+One bad notice never stops the batch. Outcomes are written by a recorder thread, in transactions of up to
+50 outcomes (or what has arrived within 0.2 s), while the next messages are being sent; a batch ends only
+once all its outcomes are committed.
 
 Leases run on a real clock, never on the run's ``now``: the database server's (``now()``) on PostgreSQL,
 so that a dispatcher whose clock runs ahead, or a ``--now`` given by hand, cannot take over a batch
@@ -30,6 +32,15 @@ treat the repeat as the same version of the same event, so the repeat is harmles
 twice only in that window (or if the database server itself crashes within a second of recording it:
 outcomes are committed without waiting for PostgreSQL's WAL flush), and nothing is ever dropped: a
 failure is retried until it is sent or marked dead with its last error for an operator to see.
+
+The resend window: over SMTP a message is committed to the server (its DATA) only once all but the last
+``record_window`` outcomes (``SIPFLOWS_RECORD_WINDOW``, default 100) are in the ledger — the transport
+calls back between the envelope and DATA, so the wait overlaps the envelope's round trips. A process
+killed at any moment thus leaves at most ``record_window`` + 1 sent notices unrecorded, the last ones it
+sent, and the next run sends those again. ``SIPFLOWS_RECORD_WINDOW=0`` gives the narrowest window, one
+notice, at the cost of waiting for each outcome's commit. Other transports (Exchange, Graph, the
+outbox), whose sends are slower than a commit anyway, wait for every outcome before the next send:
+their window is one notice.
 """
 
 from __future__ import annotations
@@ -390,12 +401,12 @@ _MARK_FAILED = (
 
 
 class _Recorder:
-    """Records each outcome as it happens: one autocommitted statement, on one connection per batch.
+    """Records outcomes on one connection per batch: a group in one transaction (``group``), or one
+    outcome by one autocommitted statement (``sent``, ``failed``).
 
-    A single UPDATE is atomic by itself, so no BEGIN/COMMIT round trips are spent around it. For an
-    invitation the invitee's ``sent_at`` is marked *before* the notice: a kill between the two leaves a
-    notice that is sent again (the guarantee above) on an invitation already marked as sent — never a
-    sent invitation that the unanswered-invitations check would not know about.
+    For an invitation the invitee's ``sent_at`` is marked with or *before* the notice: a kill between the
+    two leaves a notice that is sent again (the guarantee above) on an invitation already marked as sent
+    — never a sent invitation that the unanswered-invitations check would not know about.
     """
 
     def __init__(self, engine: Engine, worker_id: str, now: datetime, settings: Settings) -> None:
@@ -408,7 +419,7 @@ class _Recorder:
             if conn.dialect.name == "postgresql":
                 # An outcome need not wait for its WAL flush: if the database server itself crashed
                 # in the next fraction of a second, the notice would merely be sent again after its
-                # lease, with the same Message-ID — the guarantee above. Saves a disk flush per notice.
+                # lease, with the same Message-ID — the guarantee above. Saves a disk flush per commit.
                 conn.exec_driver_sql("SET synchronous_commit TO OFF")
             self._conn = conn
         return self._conn
