@@ -475,6 +475,13 @@ class _Recorder:
     def group(self, outcomes: Sequence[tuple[Row, SendResult | None, str, bool]]) -> None:
         """Several outcomes in one transaction: (row, result) when sent, (row, None, reason, permanent)
         when failed. Invitations are marked in the same transaction as their notices."""
+        if len(outcomes) == 1:  # one autocommitted statement: no BEGIN/COMMIT round trips around it
+            row, result, reason, permanent = outcomes[0]
+            if result is None:
+                self.failed(row, reason, permanent)
+            else:
+                self.sent(row, result)
+            return
         invited = [
             {"b_meeting": row["meeting_id"], "b_contact": row["contact_id"], "b_at": self.now}
             for row, result, _, _ in outcomes
