@@ -11,13 +11,22 @@ not compete with the dispatcher for the GIL). Invitations are the heaviest notic
 calendar part), so the figures are a floor for the other kinds. The register is bulk-loaded first and
 not timed. On PostgreSQL a fresh schema is created and dropped afterwards.
 
-Targets on a 2-core machine: >= 2,000 rendered+enqueued per second, >= 300 sent per second.
+The *wire floor* is measured in the same run, against the same server: the same notices built into
+messages beforehand (not timed), then sent by a bare ``smtplib`` loop over one connection — no database,
+no MIME building, no bookkeeping. With one dispatcher the two are interleaved: ``--interleave`` batches
+dispatched, then as many messages by the bare loop, and again, so that both see the same moments of a
+shared, noisy machine (with several dispatchers the floor runs before and after). The dispatch rate is
+printed as a ratio of the floor's: how close one dispatcher comes to what the wire alone allows.
+
+Targets on a 2-core machine: >= 2,000 rendered+enqueued per second, >= 300 sent per second, and one
+dispatcher at >= 0.7 of the wire floor.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing as mp
+import smtplib
 import socket
 import sys
 import tempfile
@@ -46,8 +55,9 @@ from sipflows.models import (
     Principal,
     SipCase,
 )
-from sipflows.notices.dispatch import dispatch
+from sipflows.notices.dispatch import _load_context, build_message, dispatch
 from sipflows.notices.invitations import sync_invitations
+from sipflows.notices.mime import mime_bytes, sender_address
 from sipflows.settings import Settings
 from sipflows.transports.smtp import SmtpTransport
 
@@ -160,6 +170,30 @@ def load_register(engine: Engine, meetings: int) -> None:
             )
 
 
+def prebuilt_messages(engine: Engine, settings: Settings) -> list[tuple[str, bytes]]:
+    """Every notice in the ledger as (recipient, bytes), built exactly as dispatch builds them."""
+    sender = sender_address(settings.sender_address, settings.sender_name)
+    out: list[tuple[str, bytes]] = []
+    with engine.connect() as conn:
+        rows = list(conn.execute(select(Notice.__table__).order_by(Notice.id)).mappings())
+        for start in range(0, len(rows), 1000):
+            chunk = rows[start : start + 1000]
+            ctx = _load_context(conn, chunk, (settings.organizer(), settings.sender_name))
+            for row in chunk:
+                message = build_message(row, ctx, NOW)
+                out.append((message.to_address, mime_bytes(message, sender)))
+    return out
+
+
+def wire_floor(port: int, sender: str, messages: list[tuple[str, bytes]]) -> float:
+    """Seconds a bare smtplib loop takes to send ``messages`` over one connection."""
+    t0 = time.perf_counter()
+    with smtplib.SMTP("127.0.0.1", port) as smtp:
+        for to, data in messages:
+            smtp.sendmail(sender, [to], data)
+    return time.perf_counter() - t0
+
+
 def _dispatcher(url: str, settings: Settings, worker: str, results: Any) -> None:
     """One dispatcher process: its own engine and SMTP connection, the shared ledger's claims."""
     engine = make_engine(url)
@@ -213,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--database-url", help="PostgreSQL URL (a fresh schema is used); default SQLite")
     ap.add_argument("--notices", type=int, default=50_000, help="invitations to render, enqueue and send")
     ap.add_argument("--batch-size", type=int, default=200, help="dispatch batch size")
+    ap.add_argument("--no-floor", action="store_true", help="skip the bare smtplib floor")
+    ap.add_argument(
+        "--interleave",
+        type=int,
+        default=5,
+        help="batches dispatched between two slices of the floor (as many messages each)",
+    )
     ap.add_argument(
         "--dispatchers",
         type=int,
@@ -253,14 +294,38 @@ def main(argv: list[str] | None = None) -> int:
                 enqueue_s = time.perf_counter() - t0
                 enqueued = summary.enqueued
 
-                t0, c0 = time.perf_counter(), time.process_time()
+                floor_sent = 0
+                floor_s = 0.0  # seconds the bare smtplib loop took for floor_sent messages
+                messages = [] if args.no_floor else prebuilt_messages(engine, settings)
+                dispatch_s = dispatch_cpu = 0.0
+                sent = failed = dead = 0
                 if args.dispatchers == 1:
-                    result = dispatch(engine, SmtpTransport(settings), NOW, settings)
-                    sent, failed, dead = result.sent, result.failed, result.dead
-                    dispatch_cpu = time.process_time() - c0
+                    # interleaved: some batches dispatched, then as many messages by the bare loop, and
+                    # again, so that both see the same moments of a noisy machine
+                    transport = SmtpTransport(settings)
+                    while True:
+                        t0, c0 = time.perf_counter(), time.process_time()
+                        result = dispatch(engine, transport, NOW, settings, max_batches=args.interleave)
+                        dispatch_s += time.perf_counter() - t0
+                        dispatch_cpu += time.process_time() - c0
+                        sent, failed, dead = sent + result.sent, failed + result.failed, dead + result.dead
+                        if result.batches == 0:
+                            break
+                        if messages:  # as many messages as were just dispatched
+                            chunk = messages[floor_sent % len(messages) :][: result.sent]
+                            floor_s += wire_floor(port, settings.sender_address, chunk)
+                            floor_sent += len(chunk)
                 else:
+                    if messages:
+                        floor_s += wire_floor(port, settings.sender_address, messages)
+                        floor_sent += len(messages)
+                    t0 = time.perf_counter()
                     sent, failed, dead, dispatch_cpu = run_dispatchers(engine, settings, args.dispatchers)
-                dispatch_s = time.perf_counter() - t0
+                    dispatch_s = time.perf_counter() - t0
+                    if messages:
+                        floor_s += wire_floor(port, settings.sender_address, messages)
+                        floor_sent += len(messages)
+                del messages
             finally:
                 stop.set()
                 server.join(10)
@@ -280,7 +345,15 @@ def main(argv: list[str] | None = None) -> int:
         f"dispatcher CPU {1000 * dispatch_cpu / max(sent, 1):.2f} ms per notice "
         f"(the rest of the wall time is the SMTP conversation and the database)"
     )
-    print(f"server received {received.value}; ledger rows sent: {sent_rows}")
+    if floor_sent:
+        floor = floor_sent / floor_s
+        print(
+            f"wire floor (bare smtplib loop, the same messages, the same server, in the same run): "
+            f"{floor_sent} sent in {floor_s:.1f}s = {floor:,.0f}/s"
+        )
+        print(f"dispatch / floor = {sent / dispatch_s / floor:.2f}")
+    print(f"server received {received.value} (expected {sent + floor_sent}); ledger rows sent: {sent_rows}")
+    print(f"load average: {Path('/proc/loadavg').read_text().split()[:3]}")
     return 0
 
 

@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     backoff_base_seconds: float = Field(default=60.0, gt=0)
     backoff_max_seconds: float = Field(default=3 * 3600.0, gt=0)
     claim_lease_seconds: int = Field(default=600, ge=10)
+    # SMTP dispatch commits outcomes in groups while the next messages travel; at most this many sent
+    # notices may be unrecorded when the next one goes (resent after a crash). 0: one at a time.
+    record_window: int = Field(default=100, ge=0)
 
     # SMTP
     smtp_host: str = "localhost"

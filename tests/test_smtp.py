@@ -275,3 +275,36 @@ def test_every_message_goes_to_its_one_recipient_only(smtp_server):
         transport.send(replace(message(1), to_address="a@x.example.se"))
         transport.send(replace(message(2), to_address="b@x.example.se"))
     assert [d.rcpt_tos for d in smtp_server.deliveries] == [("a@x.example.se",), ("b@x.example.se",)]
+
+
+def test_before_commit_runs_after_the_envelope_and_its_error_abandons_the_message(smtp_server):
+    """Dispatch waits for earlier outcomes between a message's envelope and its DATA; if that wait fails
+    (the database went away), the message must not be delivered and the error must come out as it is."""
+    settings = settings_for(smtp_server)
+    calls: list[int] = []
+
+    class LedgerGone(RuntimeError):
+        pass
+
+    def gone() -> None:
+        raise LedgerGone("database unavailable")
+
+    with SmtpTransport(settings) as transport:
+        transport.send(message(1), before_commit=lambda: calls.append(len(smtp_server.deliveries)))
+        with pytest.raises(LedgerGone, match="database unavailable"):
+            transport.send(message(2), before_commit=gone)
+        smtp_server.refuse("gone@x.example.se")
+        with pytest.raises(PermanentSendError, match="gone@x.example.se refused: 550"):
+            transport.send(message(3, to="gone@x.example.se"), before_commit=lambda: calls.append(-1))
+        smtp_server.handler.data_reply = "451 4.3.0 temporary local problem"
+        with pytest.raises(TransientSendError, match="451 4.3.0"):
+            transport.send(message(4), before_commit=lambda: calls.append(len(smtp_server.deliveries)))
+        smtp_server.handler.data_reply = None
+        transport.send(message(5), before_commit=lambda: calls.append(len(smtp_server.deliveries)))
+    # called once the envelope was accepted (never for a refused recipient), before the message went
+    assert calls == [0, 1, 1]
+    assert [d.message["Message-ID"] for d in smtp_server.deliveries] == [
+        "<test-1@sipflows.test>",
+        "<test-5@sipflows.test>",
+    ]
+    assert {d.connection for d in smtp_server.deliveries} == {1}  # the connection carried on

@@ -6,10 +6,12 @@ reached, no live claim) get ``claimed_until`` (the moment of claiming plus ``cla
 ``BEGIN IMMEDIATE`` (SQLite's single writer serialises claimers). So two dispatchers running at once —
 two Prefect workers, a flow and the CLI — never send the same notice. A batch goes through one transport
 context (one SMTP connection, one Exchange session) and stops sending once half its lease is used, giving
-the rest back, so nothing is sent on a claim that may have expired. Each notice's outcome is recorded by
-one autocommitted statement right after its send: sent; failed, retried after an exponential backoff
-(``min(backoff_base * 2**(attempts-1), backoff_max)``); or dead — at once after a permanent refusal
-(5xx, an unusable address), or after ``max_attempts`` tries. One bad notice never stops the batch.
+the rest back, so nothing is sent on a claim that may have expired. Each notice's outcome is recorded:
+sent; failed, retried after an exponential backoff (``min(backoff_base * 2**(attempts-1), backoff_max)``);
+or dead — at once after a permanent refusal (5xx, an unusable address), or after ``max_attempts`` tries.
+One bad notice never stops the batch. Outcomes are written by a recorder thread, in transactions of up to
+50 outcomes (or what has arrived within 0.2 s), while the next messages are being sent; a batch ends only
+once all its outcomes are committed.
 
 Leases run on a real clock, never on the run's ``now``: the database server's (``now()``) on PostgreSQL,
 so that a dispatcher whose clock runs ahead, or a ``--now`` given by hand, cannot take over a batch
@@ -30,13 +32,24 @@ treat the repeat as the same version of the same event, so the repeat is harmles
 twice only in that window (or if the database server itself crashes within a second of recording it:
 outcomes are committed without waiting for PostgreSQL's WAL flush), and nothing is ever dropped: a
 failure is retried until it is sent or marked dead with its last error for an operator to see.
+
+The resend window: over SMTP a message is committed to the server (its DATA) only once all but the last
+``record_window`` outcomes (``SIPFLOWS_RECORD_WINDOW``, default 100) are in the ledger — the transport
+calls back between the envelope and DATA, so the wait overlaps the envelope's round trips. A process
+killed at any moment thus leaves at most ``record_window`` + 1 sent notices unrecorded, the last ones it
+sent, and the next run sends those again. ``SIPFLOWS_RECORD_WINDOW=0`` gives the narrowest window, one
+notice, at the cost of waiting for each outcome's commit. Other transports (Exchange, Graph, the
+outbox), whose sends are slower than a commit anyway, wait for every outcome before the next send:
+their window is one notice.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -388,12 +401,12 @@ _MARK_FAILED = (
 
 
 class _Recorder:
-    """Records each outcome as it happens: one autocommitted statement, on one connection per batch.
+    """Records outcomes on one connection per batch: a group in one transaction (``group``), or one
+    outcome by one autocommitted statement (``sent``, ``failed``).
 
-    A single UPDATE is atomic by itself, so no BEGIN/COMMIT round trips are spent around it. For an
-    invitation the invitee's ``sent_at`` is marked *before* the notice: a kill between the two leaves a
-    notice that is sent again (the guarantee above) on an invitation already marked as sent — never a
-    sent invitation that the unanswered-invitations check would not know about.
+    For an invitation the invitee's ``sent_at`` is marked with or *before* the notice: a kill between the
+    two leaves a notice that is sent again (the guarantee above) on an invitation already marked as sent
+    — never a sent invitation that the unanswered-invitations check would not know about.
     """
 
     def __init__(self, engine: Engine, worker_id: str, now: datetime, settings: Settings) -> None:
@@ -406,7 +419,7 @@ class _Recorder:
             if conn.dialect.name == "postgresql":
                 # An outcome need not wait for its WAL flush: if the database server itself crashed
                 # in the next fraction of a second, the notice would merely be sent again after its
-                # lease, with the same Message-ID — the guarantee above. Saves a disk flush per notice.
+                # lease, with the same Message-ID — the guarantee above. Saves a disk flush per commit.
                 conn.exec_driver_sql("SET synchronous_commit TO OFF")
             self._conn = conn
         return self._conn
@@ -420,50 +433,207 @@ class _Recorder:
             finally:
                 conn.close()
 
-    def sent(self, row: Row, result: SendResult) -> None:
-        conn = self._connection()
-        is_invitation = (
+    @staticmethod
+    def _is_invitation(row: Row) -> bool:
+        return (
             row["meeting_id"] is not None
             and row["contact_id"] is not None
             and (row["ics_method"] or "").upper() == "REQUEST"
         )
-        if is_invitation:
+
+    def sent(self, row: Row, result: SendResult) -> None:
+        conn = self._connection()
+        if self._is_invitation(row):
             conn.execute(
                 _MARK_INVITED,
                 {"b_meeting": row["meeting_id"], "b_contact": row["contact_id"], "b_at": self.now},
             )
-        done = cast(
-            CursorResult[Any],
-            conn.execute(
-                _MARK_SENT,
-                {
-                    "b_id": row["id"],
-                    "b_worker": self.worker_id,
-                    "b_at": self.now,
-                    "b_attempts": row["attempts"] + 1,
-                    "b_external": result.external_id,
-                },
-            ),
-        ).rowcount
+        done = cast(CursorResult[Any], conn.execute(_MARK_SENT, self._sent_params(row, result))).rowcount
         if not done:
             log.warning("notice %s was reclaimed by another dispatcher before it was recorded", row["key"])
 
-    def failed(self, row: Row, reason: str, permanent: bool) -> NoticeStatus:
+    def _sent_params(self, row: Row, result: SendResult) -> dict[str, Any]:
+        return {
+            "b_id": row["id"],
+            "b_worker": self.worker_id,
+            "b_at": self.now,
+            "b_attempts": row["attempts"] + 1,
+            "b_external": result.external_id,
+        }
+
+    def _failed_params(self, row: Row, reason: str, permanent: bool) -> dict[str, Any]:
         attempts = row["attempts"] + 1
-        dead = permanent or attempts >= self.settings.max_attempts
-        status = NoticeStatus.DEAD if dead else NoticeStatus.FAILED
-        self._connection().execute(
-            _MARK_FAILED,
-            {
-                "b_id": row["id"],
-                "b_worker": self.worker_id,
-                "b_status": status,
-                "b_attempts": attempts,
-                "b_error": reason,
-                "b_next": self.now + backoff(attempts, self.settings),
-            },
-        )
-        return status
+        return {
+            "b_id": row["id"],
+            "b_worker": self.worker_id,
+            "b_status": self.status_after_failure(row, permanent),
+            "b_attempts": attempts,
+            "b_error": reason,
+            "b_next": self.now + backoff(attempts, self.settings),
+        }
+
+    def group(self, outcomes: Sequence[tuple[Row, SendResult | None, str, bool]]) -> None:
+        """Several outcomes in one transaction: (row, result) when sent, (row, None, reason, permanent)
+        when failed. Invitations are marked in the same transaction as their notices."""
+        if len(outcomes) == 1:  # one autocommitted statement: no BEGIN/COMMIT round trips around it
+            row, result, reason, permanent = outcomes[0]
+            if result is None:
+                self.failed(row, reason, permanent)
+            else:
+                self.sent(row, result)
+            return
+        invited = [
+            {"b_meeting": row["meeting_id"], "b_contact": row["contact_id"], "b_at": self.now}
+            for row, result, _, _ in outcomes
+            if result is not None and self._is_invitation(row)
+        ]
+        sent = [self._sent_params(row, result) for row, result, _, _ in outcomes if result is not None]
+        failed = [
+            self._failed_params(row, why, perm) for row, result, why, perm in outcomes if result is None
+        ]
+        conn = self._connection()
+        conn.exec_driver_sql("BEGIN")
+        try:
+            if invited:
+                conn.execute(_MARK_INVITED, invited)
+            done = cast(CursorResult[Any], conn.execute(_MARK_SENT, sent)).rowcount if sent else 0
+            if failed:
+                conn.execute(_MARK_FAILED, failed)
+            conn.exec_driver_sql("COMMIT")
+        except BaseException:
+            if not conn.invalidated:
+                conn.exec_driver_sql("ROLLBACK")
+            raise
+        if 0 <= done < len(sent):
+            log.warning(
+                "%d of %d notices were reclaimed by another dispatcher before they were recorded",
+                len(sent) - done,
+                len(sent),
+            )
+
+    def status_after_failure(self, row: Row, permanent: bool) -> NoticeStatus:
+        """What a failed try makes of the notice: dead when permanent or out of attempts, else failed."""
+        dead = permanent or row["attempts"] + 1 >= self.settings.max_attempts
+        return NoticeStatus.DEAD if dead else NoticeStatus.FAILED
+
+    def failed(self, row: Row, reason: str, permanent: bool) -> NoticeStatus:
+        params = self._failed_params(row, reason, permanent)
+        self._connection().execute(_MARK_FAILED, params)
+        return cast(NoticeStatus, params["b_status"])
+
+
+class _RecordingFailed(Exception):
+    """Writing an outcome failed (the database went away): carries that error out of a transport."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _takes_before_commit(transport: Transport) -> bool:
+    """Whether ``transport.send`` takes ``before_commit`` (the SMTP transport's, unless overridden)."""
+    try:
+        return "before_commit" in inspect.signature(transport.send).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+GROUP_SIZE = 50  # outcomes per transaction, at most ...
+GROUP_SECONDS = 0.2  # ... or what has arrived when the oldest has waited this long
+
+
+class _Pipeline:
+    """Commits outcomes on a thread of its own, in groups, while the next messages travel.
+
+    Whatever has arrived while the previous group was being committed goes in the next transaction, so
+    the database costs one commit per group instead of one per notice, and its round trips overlap the
+    SMTP conversation instead of adding to it. ``wait(behind)`` returns once all but the last ``behind``
+    outcomes handed over are committed, or raises ``_RecordingFailed``. Dispatch calls it before the
+    next message is committed to the transport — the SMTP transport calls it between the envelope and
+    DATA (``before_commit``) with ``behind`` = ``record_window``; other transports wait for every
+    outcome before ``send``. So a process killed at any moment leaves at most ``record_window`` + 1 sent
+    notices unrecorded (1 for other transports), and the next run sends those again after the lease.
+    """
+
+    def __init__(self, record: _Recorder) -> None:
+        self._record = record
+        self._cond = threading.Condition()
+        self._queue: list[tuple[Row, SendResult | None, str, bool]] = []
+        self._submitted = 0
+        self._committed = 0
+        self._error: BaseException | None = None
+        self._closing = False
+        self._waiting = 0
+        self._thread: threading.Thread | None = None
+
+    def sent(self, row: Row, result: SendResult) -> None:
+        self._submit((row, result, "", False))
+
+    def failed(self, row: Row, reason: str, permanent: bool) -> None:
+        self._submit((row, None, reason, permanent))
+
+    def _submit(self, outcome: tuple[Row, SendResult | None, str, bool]) -> None:
+        with self._cond:
+            self._queue.append(outcome)
+            self._submitted += 1
+            if len(self._queue) in (1, GROUP_SIZE):  # the recorder starts its clock, or has a group
+                self._cond.notify_all()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sipflows-recorder", daemon=True)
+            self._thread.start()
+
+    def _next_group(self) -> list[tuple[Row, SendResult | None, str, bool]] | None:
+        """Wait for a full group, the oldest outcome's deadline, a waiter or the end; None at the end."""
+        with self._cond:
+            first_at: float | None = None
+            while True:
+                if self._queue and first_at is None:
+                    first_at = time.monotonic()
+                full = len(self._queue) >= GROUP_SIZE
+                due = first_at is not None and time.monotonic() - first_at >= GROUP_SECONDS
+                if self._queue and (full or due or self._waiting or self._closing):
+                    group, self._queue = self._queue, []
+                    return group
+                if self._closing:
+                    return None
+                timeout = None if first_at is None else first_at + GROUP_SECONDS - time.monotonic()
+                self._cond.wait(timeout)
+
+    def _run(self) -> None:
+        while (group := self._next_group()) is not None:
+            try:
+                self._record.group(group)
+            except BaseException as exc:
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self._committed += len(group)
+                self._cond.notify_all()
+
+    def wait(self, behind: int = 0) -> None:
+        with self._cond:
+            while self._error is None and self._committed < self._submitted - behind:
+                self._waiting += 1
+                self._cond.notify_all()
+                self._cond.wait()
+                self._waiting -= 1
+            if self._error is not None:
+                raise _RecordingFailed(self._error)
+
+    def close(self) -> None:
+        """Commit the outcomes still on their way and stop the thread; raises a recording error."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._cond:
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise _RecordingFailed(error)
 
 
 # -------------------------------------------------------------------------------------------- dispatch
@@ -504,6 +674,7 @@ def _dispatch_batch(
     """
     pending = {r["id"] for r in rows}
     record = _Recorder(engine, worker_id, now, settings)
+    pipe = _Pipeline(record)
     try:
         with engine.connect() as conn:
             ctx = _load_context(conn, rows, (settings.organizer(), settings.sender_name))
@@ -513,46 +684,63 @@ def _dispatch_batch(
                 messages.append((row, build_message(row, ctx, now)))
             except AttachmentError as exc:
                 reason = _reason(exc, settings)
-                status = record.failed(row, reason, permanent=True)
+                pipe.failed(row, reason, True)
                 pending.discard(row["id"])
-                _count_failure(summary, row, reason, status)
+                _count_failure(summary, row, reason, record.status_after_failure(row, True))
         if not messages:
+            pipe.close()
             return
         try:
             transport.__enter__()
         except Exception as exc:
             # nothing of the batch could be tried, and no notice is to blame: all go back untouched
             raise _unavailable(exc, transport, settings) from None
+        before_commit = _takes_before_commit(transport)
+        window = settings.record_window
+
+        def recorded() -> None:  # all but the last ``window`` outcomes are committed
+            pipe.wait(window)
+
         try:
             for i, (row, message) in enumerate(messages):
                 if i and clock() > send_until:
                     log.warning("slow sending: %d notices go back for a fresh claim", len(pending))
                     break
+                if not before_commit:
+                    pipe.wait()  # the previous outcome is committed before this message can go
                 # in flight from here: if we are interrupted now it may have gone out, so its claim is
                 # kept until the lease ends rather than given back for an immediate resend
                 pending.discard(row["id"])
                 try:
-                    result = transport.send(message)
-                except TransportUnavailable:
+                    if before_commit:
+                        result = transport.send(message, before_commit=recorded)  # type: ignore[call-arg]
+                    else:
+                        result = transport.send(message)
+                except (TransportUnavailable, _RecordingFailed):
                     pending.add(row["id"])  # it did not go: back with the rest, no attempt counted
                     raise
                 except Exception as exc:
                     reason = _reason(exc, settings)
                     permanent = isinstance(exc, PermanentSendError)
-                    status = record.failed(row, reason, permanent)
-                    _count_failure(summary, row, reason, status)
+                    pipe.failed(row, reason, permanent)
+                    _count_failure(summary, row, reason, record.status_after_failure(row, permanent))
                 else:
-                    record.sent(row, result)
+                    pipe.sent(row, result)
                     summary.sent += 1
         finally:
             try:
                 transport.__exit__(None, None, None)
             except Exception as exc:  # closing is best effort; what was sent is recorded
                 log.warning("closing the %s transport failed: %s", transport.name, _reason(exc, settings))
+        pipe.close()
         record.close()
         _release(engine, pending, worker_id)
         pending.clear()
     except BaseException as exc:
+        try:
+            pipe.close()  # what was sent is recorded before anything else happens
+        except _RecordingFailed as failed:
+            log.warning("could not record the last outcomes: %s", _reason(failed.error, settings))
         record.close()  # a broken connection must not be reused for the release
         if isinstance(exc, TransportUnavailable):
             summary.held_back += len(pending)
@@ -562,6 +750,8 @@ def _dispatch_batch(
             log.warning(
                 "could not release %d claimed notices; they are retried when the lease ends", len(pending)
             )
+        if isinstance(exc, _RecordingFailed):
+            raise exc.error from None  # the database's own error, as the recorder met it
         raise
     finally:
         record.close()

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import encoders, policy
+from email import base64mime, encoders, policy, quoprimime
 from email.charset import BASE64, QP, Charset
 from email.headerregistry import Address
 from email.message import EmailMessage, Message
@@ -170,19 +171,20 @@ def encoded_words(text: str, max_bytes: int = 42) -> str:
 
     42 bytes make 68-character words, so even ``Subject: `` plus the first word stays within 78.
     """
-    words: list[str] = []
-    chunk: list[str] = []
-    size = 0
-    for ch in text:
-        n = len(ch.encode())
-        if chunk and size + n > max_bytes:
-            words.append("".join(chunk))
-            chunk, size = [], 0
-        chunk.append(ch)
-        size += n
-    if chunk:
-        words.append("".join(chunk))
-    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w.encode()).decode()}?=" for w in words)
+    data = text.encode("utf-8")
+    words: list[bytes] = []
+    start = 0
+    while start < len(data):
+        end = min(start + max_bytes, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:  # never split a character
+            end -= 1
+        if end == start:  # a single character longer than max_bytes: it goes whole
+            end = start + 1
+            while end < len(data) and data[end] & 0xC0 == 0x80:
+                end += 1
+        words.append(data[start:end])
+        start = end
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words)
 
 
 def _address_header(name: str | None, address: str) -> str:
@@ -217,6 +219,56 @@ def _attachment_part(a: Attachment) -> MIMEBase:
     return part
 
 
+def _boundary() -> str:
+    """A fresh multipart boundary that no part of ours can contain.
+
+    Every part we write is quoted-printable or base64. In both, "=" is only ever followed by two hex
+    digits, a line end, another "=" or the end of a line (base64 padding), so "=_" occurs in no encoded
+    body line, and no line of a body can be a delimiter. The random part keeps an inner boundary apart from
+    an outer one. Choosing the boundary ourselves spares the standard library's generator its search for
+    one, which compiles a new regular expression for every message.
+    """
+    return f"=_sipflows_{random.getrandbits(96):024x}"
+
+
+def _checked(message: OutgoingMessage, now: datetime | None) -> tuple[datetime, str, str | None]:
+    """(Date, recipient, ics method) — or ``ValueError`` when the message cannot be written."""
+    date = now or (message.date if isinstance(message, MailMessage) else None)
+    if date is None:
+        # the transport edge is the only place allowed to read the clock, and only as a fallback
+        date = datetime.now(UTC)
+    to_address = check_address(message.to_address)
+    method = None
+    if message.ics:
+        method = (message.ics_method or "REQUEST").upper()
+        if method not in ICS_METHODS:
+            raise ValueError(f"ics method must be one of {', '.join(ICS_METHODS)}, not {method!r}")
+    return date, to_address, method
+
+
+def _headers(
+    message: OutgoingMessage, sender: Address, date: datetime, to_address: str
+) -> list[tuple[str, str]]:
+    """The top-level headers after Content-Type and MIME-Version, in order, as ASCII values."""
+    headers = [
+        ("Message-ID", _one_line(message.message_id)),
+        ("Date", format_datetime(date.astimezone(UTC))),
+        ("From", _address_header(sender.display_name, sender.addr_spec)),
+        ("To", _address_header(message.to_name, to_address)),
+    ]
+    reply_to = _usable(message.reply_to)
+    if reply_to is not None and reply_to.casefold() != to_address.casefold():
+        # a person answering the mail reaches the convener, not the mailbox that collects calendar replies
+        headers.append(("Reply-To", _address_header(message.reply_to_name, reply_to)))
+    headers += [
+        ("Subject", _subject(message.subject)),
+        # RFC 3834 and Exchange's equivalent: out-of-office replies to an automatic notice help nobody
+        ("Auto-Submitted", "auto-generated"),
+        ("X-Auto-Response-Suppress", "OOF, AutoReply"),
+    ]
+    return headers
+
+
 def render_mime(
     message: OutgoingMessage,
     sender: Address,
@@ -224,52 +276,67 @@ def render_mime(
     now: datetime | None = None,
     attachments: Sequence[Attachment] | None = None,
 ) -> Message:
-    """The message to send or store. ``now`` (or the MailMessage's ``date``) becomes the Date header.
+    """The message to send or store, as the standard library's classes. ``now`` (or the MailMessage's
+    ``date``) becomes the Date header.
 
     Raises ``ValueError`` when the recipient or ics method cannot be put into a message.
     """
-    date = now or (message.date if isinstance(message, MailMessage) else None)
-    if date is None:
-        # the transport edge is the only place allowed to read the clock, and only as a fallback
-        date = datetime.now(UTC)
+    date, to_address, method = _checked(message, now)
     if attachments is None:
         attachments = message.attachments if isinstance(message, MailMessage) else ()
-    to_address = check_address(message.to_address)
 
-    body = MIMEMultipart("alternative", policy=MIME_POLICY)
+    body = MIMEMultipart("alternative", boundary=_boundary(), policy=MIME_POLICY)
     body.attach(_text_part(message.body_text, "plain", QP))
     body.attach(_text_part(message.body_html, "html", QP))
-    if message.ics:
-        method = (message.ics_method or "REQUEST").upper()
-        if method not in ICS_METHODS:
-            raise ValueError(f"ics method must be one of {', '.join(ICS_METHODS)}, not {method!r}")
+    if message.ics and method:
         # base64 as Exchange sends it: no transfer encoding can disturb RFC 5545 line folding
         calendar = _text_part(message.ics, "calendar", BASE64)
         calendar.set_param("method", method)
         body.attach(calendar)
     root: Message = body
     if attachments:
-        root = MIMEMultipart("mixed", policy=MIME_POLICY)
+        root = MIMEMultipart("mixed", boundary=_boundary(), policy=MIME_POLICY)
         root.attach(body)
         for a in attachments:
             root.attach(_attachment_part(a))
     for part in root.walk():
         if part is not root:
             del part["MIME-Version"]  # the classes stamp it on every part; RFC 2045 wants it once
-
-    root["Message-ID"] = _one_line(message.message_id)
-    root["Date"] = format_datetime(date.astimezone(UTC))
-    root["From"] = _address_header(sender.display_name, sender.addr_spec)
-    root["To"] = _address_header(message.to_name, to_address)
-    reply_to = _usable(message.reply_to)
-    if reply_to is not None and reply_to.casefold() != to_address.casefold():
-        # a person answering the mail reaches the convener, not the mailbox that collects calendar replies
-        root["Reply-To"] = _address_header(message.reply_to_name, reply_to)
-    root["Subject"] = _subject(message.subject)
-    # RFC 3834 and Exchange's equivalent: out-of-office replies to an automatic notice help nobody
-    root["Auto-Submitted"] = "auto-generated"
-    root["X-Auto-Response-Suppress"] = "OOF, AutoReply"
+    for name, value in _headers(message, sender, date, to_address):
+        root[name] = value
     return root
+
+
+_CRLF = b"\r\n"
+_TEXT_HEADERS = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: %s\r\n'
+
+
+def _qp(text: str) -> bytes:
+    # the standard library's own encoder, as Charset("utf-8") with QP body encoding uses it
+    return quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), eol="\r\n").encode("ascii")
+
+
+def _alternative_bytes(message: OutgoingMessage, method: str | None) -> tuple[bytes, bytes]:
+    """(Content-Type value, body) of the ``multipart/alternative`` written straight to bytes."""
+    parts = [
+        _TEXT_HEADERS % (b"plain", b"quoted-printable") + _CRLF + _qp(message.body_text),
+        _TEXT_HEADERS % (b"html", b"quoted-printable") + _CRLF + _qp(message.body_html),
+    ]
+    if message.ics and method:
+        # base64 as Exchange sends it: no transfer encoding can disturb RFC 5545 line folding
+        calendar = base64mime.body_encode(message.ics.encode("utf-8"), eol="\r\n").encode("ascii")
+        headers = (
+            b"Content-Transfer-Encoding: base64\r\n"
+            b'Content-Type: text/calendar; charset="utf-8"; method="%s"\r\n' % method.encode("ascii")
+        )
+        parts.append(headers + _CRLF + calendar)
+    while True:
+        boundary = _boundary().encode("ascii")
+        if not any(boundary in part for part in parts):  # cannot happen (see _boundary); checked anyway
+            break
+    delimiter = b"\r\n--" + boundary + b"\r\n"
+    body = b"--" + boundary + _CRLF + delimiter.join(parts) + b"\r\n--" + boundary + b"--\r\n"
+    return b'multipart/alternative;\r\n boundary="' + boundary + b'"', body
 
 
 def mime_bytes(
@@ -279,8 +346,22 @@ def mime_bytes(
     now: datetime | None = None,
     attachments: Sequence[Attachment] | None = None,
 ) -> bytes:
-    """What goes over the wire or into the .eml file (CRLF line ends)."""
-    return render_mime(message, sender, now=now, attachments=attachments).as_bytes(policy=MIME_POLICY)
+    """What goes over the wire or into the .eml file (CRLF line ends).
+
+    A notice without files (all but the weekly report) is written straight to bytes: the same headers,
+    parts and encodings as ``render_mime`` gives, without building and flattening the standard library's
+    object tree, which cost several times the SMTP conversation. With files, ``render_mime`` writes it.
+    """
+    if attachments is None:
+        attachments = message.attachments if isinstance(message, MailMessage) else ()
+    if attachments:
+        return render_mime(message, sender, now=now, attachments=attachments).as_bytes(policy=MIME_POLICY)
+    date, to_address, method = _checked(message, now)
+    content_type, body = _alternative_bytes(message, method)
+    fold = MIME_POLICY.fold_binary
+    head = [b"Content-Type: " + content_type + _CRLF, b"MIME-Version: 1.0\r\n"]
+    head += [fold(name, value) for name, value in _headers(message, sender, date, to_address)]
+    return b"".join(head) + _CRLF + body
 
 
 def build_mime(

@@ -24,6 +24,7 @@ import logging
 import smtplib
 import socket
 import ssl
+from collections.abc import Callable
 
 from sipflows.notices.mime import mime_bytes, sender_address
 from sipflows.settings import Settings
@@ -54,6 +55,14 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+class _NotCommitted(Exception):
+    """``before_commit`` raised: carries its exception past the SMTP error handling, untouched."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class SmtpTransport:
@@ -183,14 +192,62 @@ class SmtpTransport:
             self._discard(smtp)
             self._smtp = None
 
-    def send(self, message: OutgoingMessage) -> SendResult:
+    def _sendmail(self, smtp: smtplib.SMTP, to: str, data: bytes, before_commit: Callable[[], None]) -> None:
+        """``smtplib.SMTP.sendmail`` for one recipient, calling ``before_commit`` before DATA.
+
+        Until DATA ends the server has accepted nothing: if ``before_commit`` raises, the transaction is
+        reset and nothing is delivered. The same exceptions as ``sendmail`` come out of every reply.
+        """
+        smtp.ehlo_or_helo_if_needed()
+        options = [f"size={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
+        code, resp = smtp.mail(self.sender.addr_spec, options)
+        if code != 250:
+            self._abandon(smtp, code)
+            raise smtplib.SMTPSenderRefused(code, resp, self.sender.addr_spec)
+        code, resp = smtp.rcpt(to)
+        if code not in (250, 251):
+            self._abandon(smtp, code)
+            raise smtplib.SMTPRecipientsRefused({to: (code, resp)})
+        try:
+            before_commit()
+        except BaseException as exc:
+            self._abandon(smtp, 0)
+            raise _NotCommitted(exc) from exc
+        code, resp = smtp.data(data)
+        if code != 250:
+            self._abandon(smtp, code)
+            raise smtplib.SMTPDataError(code, resp)
+
+    def _abandon(self, smtp: smtplib.SMTP, code: int) -> None:
+        """What ``sendmail`` does after a refusal: hang up on 421, otherwise reset the transaction."""
+        if code == _SERVICE_NOT_AVAILABLE:
+            smtp.close()
+            self._smtp = None
+            return
+        try:
+            smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._discard(smtp)
+            self._smtp = None
+
+    def send(
+        self, message: OutgoingMessage, *, before_commit: Callable[[], None] | None = None
+    ) -> SendResult:
+        """Send one message. ``before_commit`` is called once its envelope is accepted, right before the
+        message itself goes; an exception from it abandons the message (nothing is delivered) and is
+        raised as it is."""
         try:
             data = mime_bytes(message, self.sender)
         except ValueError as exc:
             raise PermanentSendError(self._scrub(str(exc))) from None
         smtp = self._smtp or self._connect()
         try:
-            smtp.sendmail(self.sender.addr_spec, [message.to_address.strip()], data)
+            if before_commit is None:
+                smtp.sendmail(self.sender.addr_spec, [message.to_address.strip()], data)
+            else:
+                self._sendmail(smtp, message.to_address.strip(), data, before_commit)
+        except _NotCommitted as exc:
+            raise exc.error from exc.error.__cause__  # the caller's own exception, as it was raised
         except smtplib.SMTPRecipientsRefused as exc:
             # smtplib has already sent RSET; with one recipient per message it names exactly this one
             code, resp = next(iter(exc.recipients.values()), (0, b""))
