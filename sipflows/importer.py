@@ -24,8 +24,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+import sqlalchemy as sa
 from sqlalchemy import Engine, any_, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
@@ -641,7 +642,7 @@ def _select_in(session: Session, columns: Sequence[Any], in_column: Any, values:
     elif conn.dialect.name == "sqlite":
         if not all(type(v) in (str, int) for v in wanted):
             raise TypeError("look-ups by code or id only (text or integer keys)")
-        listed = select(literal_column("value")).select_from(
+        listed: Any = select(literal_column("value")).select_from(
             func.json_each(bindparam("keys", json.dumps(wanted)))
         )
         condition = in_column.in_(listed)
@@ -668,7 +669,7 @@ def _write(
     SQLAlchemy's multi-row "insertmanyvalues" batches. (The ORM's bulk INSERT splits the rows into a new
     statement wherever the set of non-NULL columns changes and splices the RETURNING results of every
     batch: quadratic on a file whose optional cells alternate between empty and filled.)"""
-    table = model.__table__
+    table = cast(sa.Table, model.__table__)
     conn = session.connection()
     for rows in _same_columns(inserts):
         for i in range(0, len(rows), _BATCH):
