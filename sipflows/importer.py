@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import sqlalchemy as sa
-from sqlalchemy import Engine, any_, bindparam, func, insert, literal_column, select, update
+from sqlalchemy import Engine, any_, bindparam, func, literal_column, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
@@ -172,6 +172,13 @@ class _Invalid(ValueError):
 
 Parser = Callable[[str], Any]
 
+# Parsers whose result depends on the cell alone and whose cells repeat across rows (choices, yes/no,
+# dates, times on the quarter hour): each distinct cell is parsed once per file (at most _CACHE_LIMIT
+# distinct cells per column are kept). Codes and free text are unique per row and are not cached.
+_CACHEABLE: set[Parser] = set()
+_CACHE_LIMIT = 100_000
+_MISS = object()
+
 
 def _text(max_len: int | None, *, one_line_only: bool = False, staff: bool = False) -> Parser:
     """Free text. ``one_line_only``: names, places and codes hold no line break or other control
@@ -210,6 +217,7 @@ def _enum(cls: type[Enum]) -> Parser:
             raise _Invalid(f"is not one of: {', '.join(allowed)}", raw)
         return member
 
+    _CACHEABLE.add(parse)
     return parse
 
 
@@ -275,6 +283,8 @@ def _datetime(raw: str) -> datetime:
     return first.astimezone(UTC)
 
 
+_CACHEABLE.update((_bool, _date, _datetime))
+
 _EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
@@ -305,6 +315,10 @@ class Column:
     parse: Parser
     required: bool = False
     default: Any = None
+
+
+def _cache_for(col: Column) -> dict[str, Any] | None:
+    return {} if col.parse in _CACHEABLE else None
 
 
 def _code(name: str, required: bool = True) -> Column:
@@ -525,6 +539,11 @@ def parse_table(text: str, kind: str, source: str) -> Table:
     if issues:
         raise ImportErrors(issues)
 
+    # one entry per header column, looked up once: the loop below runs once per cell of the file
+    plan = [
+        (i, name, specs[name].parse, specs[name].required, specs[name].default, _cache_for(specs[name]))
+        for i, name in enumerate(header)
+    ]
     records: list[Record] = []
     previous_end = reader.line_num
     try:
@@ -544,24 +563,31 @@ def parse_table(text: str, kind: str, source: str) -> Table:
                 )
                 continue
             values: dict[str, Any] = {}
-            for i, name in enumerate(header):
-                col = specs[name]
+            for i, name, parse, required, default, cache in plan:
                 cell = cells[i].strip()
+                if cell == "":
+                    if required:
+                        issue(line, name, "a value is required")
+                    values[name] = default
+                    continue
+                if cache is not None:
+                    hit = cache.get(cell, _MISS)
+                    if hit is not _MISS:
+                        values[name] = hit
+                        continue
                 if "\x00" in cell:
                     # never stored: PostgreSQL refuses it, SQLite would put it into a mail header
                     issue(line, name, "contains a NUL character (\\x00)")
                     values[name] = None
                     continue
-                if cell == "":
-                    if col.required:
-                        issue(line, name, "a value is required")
-                    values[name] = col.default
-                    continue
                 try:
-                    values[name] = col.parse(cell)
+                    values[name] = parsed = parse(cell)
                 except _Invalid as exc:
                     issue(line, name, exc.message(echo))
                     values[name] = None
+                    continue
+                if cache is not None and len(cache) < _CACHE_LIMIT:
+                    cache[cell] = parsed
             records.append(Record(line, values))
     except csv.Error as exc:
         # the row that could not be read starts on the line after the last one read
@@ -654,35 +680,62 @@ def _select_in(session: Session, columns: Sequence[Any], in_column: Any, values:
     return list(conn.execute(select(*columns).where(condition)).all())
 
 
-# Rows per executemany call: bounds the memory of one batch, not the number of round trips (the driver
-# batches within it).
-_BATCH = 10_000
-
-
 def _write(
     session: Session, model: type[Base], inserts: list[dict[str, Any]], updates: list[dict[str, Any]]
 ) -> None:
-    """Bulk INSERT and bulk UPDATE by primary key through Core, grouped so each statement has one set of
-    columns.
+    """Bulk INSERT and bulk UPDATE by primary key, grouped so each statement has one set of columns.
 
-    Core ``executemany`` (no RETURNING, no ORM unit of work): SQLite's ``executemany`` in C, on PostgreSQL
-    SQLAlchemy's multi-row "insertmanyvalues" batches. (The ORM's bulk INSERT splits the rows into a new
-    statement wherever the set of non-NULL columns changes and splices the RETURNING results of every
-    batch: quadratic on a file whose optional cells alternate between empty and filled.)"""
+    The rows go to the driver in one call per statement: ``executemany`` (SQLite's runs in C; psycopg's
+    pipelines the UPDATEs) and on PostgreSQL ``COPY … FROM STDIN`` for the INSERTs. Each value passes
+    through its column type's bind processor first, exactly what SQLAlchemy would send, so enums, booleans
+    and UTC times are stored as everywhere else. Not the ORM's bulk INSERT: it starts a new statement
+    wherever the set of non-NULL columns changes and splices the RETURNING results of every batch, which is
+    quadratic on a file whose optional cells alternate between empty and filled."""
     table = cast(sa.Table, model.__table__)
     conn = session.connection()
     for rows in _same_columns(inserts):
-        for i in range(0, len(rows), _BATCH):
-            conn.execute(insert(table), rows[i : i + _BATCH])
+        _bulk(conn, table, rows, by_id=False)
     for rows in _same_columns(updates):
-        columns = [c for c in rows[0] if c != "id"]
-        stmt = update(table).where(table.c.id == bindparam("_id")).values({c: bindparam(c) for c in columns})
-        for i in range(0, len(rows), _BATCH):
-            batch = [
-                {**{k: v for k, v in row.items() if k != "id"}, "_id": row["id"]}
-                for row in rows[i : i + _BATCH]
-            ]
-            conn.execute(stmt, batch)
+        _bulk(conn, table, rows, by_id=True)
+
+
+def _bulk(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], *, by_id: bool) -> None:
+    dialect = conn.dialect
+    names = [n for n in rows[0] if n != "id"] + (["id"] if by_id else [])
+    absent = [c for c in table.c if c.name not in names and (c.default is not None or c.onupdate is not None)]
+    if absent and not by_id:
+        raise ValueError(f"insert into {table.name} without {absent[0].name}, which has a Python default")
+    processors = [table.c[n].type.bind_processor(dialect) for n in names]
+    # column by column: one processor call per value, no per-row Python beyond building the tuples
+    columns = [[row[n] for row in rows] for n in names]
+    for i, process in enumerate(processors):
+        if process is not None:
+            columns[i] = [process(v) for v in columns[i]]
+    data = list(zip(*columns, strict=True))
+    quote = dialect.identifier_preparer.quote
+    target = dialect.identifier_preparer.format_table(table)
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    if by_id:
+        sets = ", ".join(f"{quote(n)} = {mark}" for n in names[:-1])
+        sql = f"UPDATE {target} SET {sets} WHERE {quote('id')} = {mark}"
+    elif dialect.name == "postgresql":
+        sql = f"COPY {target} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+    else:
+        marks = ", ".join([mark] * len(names))
+        sql = f"INSERT INTO {target} ({', '.join(quote(n) for n in names)}) VALUES ({marks})"
+    cursor = conn.connection.cursor()
+    try:
+        if sql.startswith("COPY"):
+            with cursor.copy(sql) as copy:
+                for row in data:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(sql, data)
+    except dialect.loaded_dbapi.Error as exc:
+        # as SQLAlchemy would raise it: an IntegrityError or DataError the import reports for the file
+        raise sa.exc.DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
 
 
 def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
