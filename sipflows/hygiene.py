@@ -24,6 +24,9 @@ def normalise_code(code: str) -> str:
 
 # personnummer / samordningsnummer: [CC]YYMMDD[-+ ]NNNC, not part of a longer run of digits
 _IDENTITY = re.compile(r"(?<!\d)(18|19|20)?(\d{2})(\d{2})(\d{2})[-+ ]?(\d{3})(\d)(?!\d)")
+# every match has its six digits YYMMDD in a row: text without six digits in a row has none (a quick
+# scan that spares most names and places the full pattern)
+_SIX_DIGITS = re.compile(r"\d{6}")
 
 
 def _luhn_ok(digits: str) -> bool:
@@ -52,7 +55,7 @@ def identity_number_in(text: str | None) -> bool:
 
     Used to refuse such a value in staff fields that notices carry; it never returns what it found, so a
     caller cannot echo it by mistake."""
-    if not text:
+    if not text or _SIX_DIGITS.search(text) is None:
         return False
     for m in _IDENTITY.finditer(text):
         century, yy, mm, dd, serial, check = m.groups()
