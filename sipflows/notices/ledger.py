@@ -145,6 +145,35 @@ def _enqueue_postgresql(session: Session, drafts: Sequence[NoticeDraft], now: da
     return inserted
 
 
+# Keys per look-up statement: one bound parameter (a JSON or array value) however many there are.
+KEY_CHUNK = 10_000
+
+
+def key_table(session: Session, keys: Sequence[str]) -> Any:
+    """``keys`` as a one-column table (column ``key``) in a single bound value: SQLite's ``json_each``
+    over a JSON array, PostgreSQL's ``unnest`` of a text array. For joins against the ledger without
+    an IN-list of thousands of parameters."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        values = func.unnest(bindparam("keys", list(keys), type_=postgresql.ARRAY(String())))
+        return values.table_valued("key").render_derived(name="wanted")
+    if dialect == "sqlite":
+        each = func.json_each(bindparam("keys", json.dumps(list(keys)), type_=String())).table_valued("value")
+        return select(each.c.value.label("key")).subquery("wanted")
+    raise NotImplementedError(f"the ledger supports SQLite and PostgreSQL, not {dialect}")
+
+
+def missing_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """The keys among ``keys`` that the ledger does not hold: what is new, found set-based."""
+    missing: set[str] = set()
+    for start in range(0, len(keys), KEY_CHUNK):
+        wanted = key_table(session, keys[start : start + KEY_CHUNK])
+        held = select(Notice.id).where(Notice.key == wanted.c.key)
+        stmt = select(wanted.c.key).where(~held.exists())
+        missing.update(session.execute(stmt).scalars())
+    return missing
+
+
 def requeue_dead(session: Session, now: datetime, keys: Sequence[str] | None = None) -> int:
     """Give dead notices (all, or those with ``keys``) a fresh set of attempts, due at ``now``.
 

@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, Template, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from sipflows.settings import Settings, get_settings
@@ -271,6 +271,15 @@ def _one_line(text: str) -> str:
     return line if len(line) <= SUBJECT_MAX else line[: SUBJECT_MAX - 1].rstrip() + "…"
 
 
+@dataclass(frozen=True)
+class NoticeTemplates:
+    """The three templates of one notice kind in one language."""
+
+    subject: Template
+    text: Template
+    html: Template
+
+
 class Renderer:
     """Renders notice parts from the override folder first, then the built-in templates."""
 
@@ -299,12 +308,27 @@ class Renderer:
         family = kind.split(".", 1)[0]
         return [f"{kind}.{lang}.{part}", f"{family}.{lang}.{part}"]
 
-    def render_part(self, kind: str, lang: str, part: str, context: Mapping[str, Any]) -> str:
+    def template(self, kind: str, lang: str, part: str) -> Template:
+        """The template for one part: the override folder's if it has one (edited files are reloaded)."""
         try:
-            template = self.env.select_template(self.template_names(kind, lang, part))
+            return self.env.select_template(self.template_names(kind, lang, part))
         except Exception as exc:  # TemplatesNotFound, TemplateSyntaxError: name the files looked for
             raise RenderError(f"no usable template for {kind} ({lang}) {part}: {exc}") from exc
-        return template.render(context)
+
+    def render_part(self, kind: str, lang: str, part: str, context: Mapping[str, Any]) -> str:
+        return self.template(kind, lang, part).render(context)
+
+    def templates(self, kind: str, lang: str) -> NoticeTemplates:
+        """Subject, text and HTML templates of a kind in a language, looked up once for a batch of
+        notices (:meth:`render` with ``templates``): each look-up asks the loaders and the file system."""
+        if kind not in ALL_KINDS:
+            raise RenderError(f"unknown notice kind {kind!r}")
+        lang = language_of(lang)
+        return NoticeTemplates(
+            self.template(kind, lang, "subject.txt"),
+            self.template(kind, lang, "txt"),
+            self.template(kind, lang, "html"),
+        )
 
     def render_text(self, kind: str, lang: str, part: str, context: Mapping[str, Any]) -> str:
         """One extra plain-text part (the calendar event's summary and description)."""
@@ -312,17 +336,23 @@ class Renderer:
         _check_plain(context, "context")
         return self.render_part(kind, lang, f"{part}.txt", {**context, "kind": kind, "lang": lang}).strip()
 
-    def render(self, kind: str, lang: str, context: Mapping[str, Any]) -> Rendered:
-        """Subject, plain-text and HTML body for one notice; the context must be plain values."""
+    def render(
+        self, kind: str, lang: str, context: Mapping[str, Any], templates: NoticeTemplates | None = None
+    ) -> Rendered:
+        """Subject, plain-text and HTML body for one notice; the context must be plain values.
+
+        ``templates``: this kind's in this language from :meth:`templates`, when rendering many."""
         if kind not in ALL_KINDS:
             raise RenderError(f"unknown notice kind {kind!r}")
         lang = language_of(lang)
         _check_plain(context, "context")
+        if templates is None:
+            templates = self.templates(kind, lang)
         base = {**context, "kind": kind, "lang": lang}
-        subject = _one_line(self.render_part(kind, lang, "subject.txt", base))
+        subject = _one_line(templates.subject.render(base))
         full = {**base, "subject": subject}
-        text = self.render_part(kind, lang, "txt", full).strip() + "\n"
-        html = self.render_part(kind, lang, "html", full).strip() + "\n"
+        text = templates.text.render(full).strip() + "\n"
+        html = templates.html.render(full).strip() + "\n"
         return Rendered(subject, text, html)
 
 
