@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
@@ -43,6 +43,9 @@ class NoticeDraft:
     attachments: dict[str, Any] | None = None
 
 
+_DRAFT_FIELDS = tuple(f.name for f in fields(NoticeDraft))
+
+
 def message_id_for(key: str, domain: str) -> str:
     """The Message-ID is derived from the key: a resend after a crash carries the same one."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
@@ -73,7 +76,7 @@ def enqueue(session: Session, drafts: Sequence[NoticeDraft], now: datetime, mail
     for start in range(0, len(drafts), _CHUNK):
         rows = [
             {
-                **asdict(d),
+                **{name: getattr(d, name) for name in _DRAFT_FIELDS},
                 "status": NoticeStatus.PENDING,
                 "attempts": 0,
                 "next_attempt_at": now,
@@ -83,7 +86,7 @@ def enqueue(session: Session, drafts: Sequence[NoticeDraft], now: datetime, mail
             for d in drafts[start : start + _CHUNK]
         ]
         stmt = _insert_ignoring_duplicates(session).returning(Notice.id)
-        inserted += len(session.execute(stmt, rows).all())
+        inserted += len(session.connection().execute(stmt, rows).all())  # Core, not ORM bulk
     return inserted
 
 

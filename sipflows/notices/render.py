@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, Template, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from sipflows.settings import Settings, get_settings
@@ -247,18 +247,23 @@ def principal_labels(principals: Sequence[str], lang: str) -> list[str]:
 # --- the environment -----------------------------------------------------------------------------------
 
 
+_PLAIN = (str, bool, int, float, Decimal, date)
+
+
 def _check_plain(value: Any, path: str) -> None:
-    if value is None or isinstance(value, str | bool | int | float | Decimal | date):
+    if value is None or isinstance(value, _PLAIN):
         return
     if isinstance(value, Mapping):
         for k, v in value.items():
             if not isinstance(k, str):
                 raise RenderError(f"render context key {path}[{k!r}] is not a string")
-            _check_plain(v, f"{path}.{k}")
+            if v is not None and not isinstance(v, _PLAIN):  # the path is spelt out for containers only
+                _check_plain(v, f"{path}.{k}")
         return
     if isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            _check_plain(v, f"{path}[{i}]")
+            if v is not None and not isinstance(v, _PLAIN):
+                _check_plain(v, f"{path}[{i}]")
         return
     raise RenderError(
         f"render context value {path} is a {type(value).__name__}: only plain values may reach a template"
@@ -269,6 +274,16 @@ def _one_line(text: str) -> str:
     """Subjects are headers: one line, no control characters, within the column's length."""
     line = " ".join(text.split())
     return line if len(line) <= SUBJECT_MAX else line[: SUBJECT_MAX - 1].rstrip() + "…"
+
+
+class _BuiltinEnvironment(Environment):
+    """For the built-in templates: ``meeting.date`` on the plain dicts of a context looks the key up
+    first (Jinja asks for an attribute first, and a dict has none: an exception per look-up)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
 
 
 @dataclass(frozen=True)
@@ -291,9 +306,13 @@ class Renderer:
             loaders.append(FileSystemLoader(str(template_dir)))
         loaders.append(FileSystemLoader(str(BUILTIN_TEMPLATES)))
         self.template_dir = template_dir
-        # Sandboxed: override templates come from a folder an administrator edits, not from code review.
-        self.env = SandboxedEnvironment(
+        # Sandboxed: override templates come from a folder an administrator edits, not from code review;
+        # and they are reloaded when edited. The built-in templates alone are code shipped with sipflows:
+        # they need neither, and render about a third faster without (the sweep renders thousands).
+        environment = _BuiltinEnvironment if template_dir is None else SandboxedEnvironment
+        self.env = environment(
             loader=ChoiceLoader(loaders),
+            auto_reload=template_dir is not None,
             autoescape=select_autoescape(
                 enabled_extensions=("html",), default_for_string=False, default=False
             ),
