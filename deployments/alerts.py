@@ -14,12 +14,9 @@ from typing import Any, cast
 from uuid import UUID
 
 import yaml
+from prefect.blocks.abstract import NotificationBlock
 from prefect.blocks.core import Block
-from prefect.blocks.notifications import (
-    CustomWebhookNotificationBlock,
-    MicrosoftTeamsWebhook,
-    NotificationBlock,
-)
+from prefect.blocks.notifications import CustomWebhookNotificationBlock, MicrosoftTeamsWebhook
 from prefect.client.orchestration import get_client
 from prefect.events.schemas.automations import AutomationCore
 from pydantic import SecretStr

@@ -59,15 +59,16 @@ def build_deployments(path: Path = PREFECT_YAML) -> list[RunnerDeployment]:
         flow = load_entrypoint(spec["entrypoint"], path.parent)
         schedules = [Cron(s["cron"], timezone=s["timezone"]) for s in spec.get("schedules", [])]
         limit = spec.get("concurrency_limit")
-        deployments.append(
-            flow.to_deployment(
-                name=spec["name"],
-                description=spec.get("description"),
-                tags=spec.get("tags"),
-                schedules=schedules,
-                concurrency_limit=ConcurrencyLimitConfig(**limit) if limit else None,
-            )
+        deployment = flow.to_deployment(
+            name=spec["name"],
+            description=spec.get("description"),
+            tags=spec.get("tags"),
+            schedules=schedules,
+            concurrency_limit=ConcurrencyLimitConfig(**limit) if limit else None,
         )
+        if not isinstance(deployment, RunnerDeployment):  # a coroutine when called inside an event loop
+            raise TypeError("build_deployments must be called outside an event loop")
+        deployments.append(deployment)
     return deployments
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
+from uuid import UUID
 
 SETTING = "SIPFLOWS_HOME"
 
@@ -29,8 +30,8 @@ def _fail_the_run(error: SipflowsHomeError) -> SipflowsHomeError:
             from prefect.states import Failed
 
             with get_client(sync_client=True) as client:
-                flow_run_logger(client.read_flow_run(flow_run_id)).error("%s", error)
-                client.set_flow_run_state(flow_run_id, Failed(message=str(error)), force=True)
+                flow_run_logger(client.read_flow_run(UUID(flow_run_id))).error("%s", error)
+                client.set_flow_run_state(UUID(flow_run_id), Failed(message=str(error)), force=True)
     return error
 
 

@@ -15,7 +15,7 @@ import holidays
 
 @lru_cache(maxsize=64)
 def _swedish_holidays(year: int) -> frozenset[date]:
-    days = holidays.Sweden(years=year, categories=("public", "de_facto"))
+    days = holidays.country_holidays("SE", years=year, categories=("public", "de_facto"))
     # holidays.Sweden lists every Sunday as a public holiday (Söndag); weekends are handled below anyway
     return frozenset(d for d in days)
 

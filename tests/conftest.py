@@ -3,21 +3,28 @@
 Every test that touches the register gets a clean schema made by the Alembic migrations: a SQLite file
 always, and a fresh PostgreSQL schema as well when ``SIPFLOWS_TEST_POSTGRES_URL`` is set (``.ci/run`` sets
 it). Tests that need Prefect use the session-scoped harness in ``tests/flows/conftest.py`` only.
+
+The migrations run once per test process, not once per test: SQLite tests get a copy of a migrated
+template file, PostgreSQL tests a fresh schema made by the migrations' own DDL (Alembic's offline script,
+run in one round trip). ``tests/test_register.py`` checks that both give what running Alembic gives.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from sipflows.db import make_engine, migrate
+from sipflows.db import alembic_config, make_engine, migrate
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
@@ -46,17 +53,55 @@ def _drop_pg_schema(schema: str) -> None:
     admin.dispose()
 
 
+def migrations_script(url: str) -> str:
+    """The migrations to head as one SQL script for ``url``'s database (Alembic's offline mode)."""
+    cfg = alembic_config(url)
+    cfg.output_buffer = io.StringIO()
+    command.upgrade(cfg, "head", sql=True)
+    lines = cfg.output_buffer.getvalue().splitlines()
+    # one transaction of the caller's, not the script's own
+    return "\n".join(line for line in lines if line.strip() not in ("BEGIN;", "COMMIT;"))
+
+
+def run_script(engine: Engine, script: str) -> None:
+    """Run a multi-statement script on the driver's own cursor (no parameter parsing), in one transaction."""
+    raw = engine.raw_connection()
+    try:
+        with raw.cursor() as cursor:
+            cursor.execute(script)
+        raw.commit()
+    finally:
+        raw.close()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A register migrated to head once per test process; each test gets a copy."""
+    path = tmp_path_factory.mktemp("template") / "register.sqlite"
+    eng = make_engine(f"sqlite:///{path}")
+    migrate(eng)
+    eng.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_migrations_script() -> str:
+    assert PG_URL
+    return migrations_script(PG_URL)
+
+
 @pytest.fixture(params=BACKENDS)
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     """A migrated, empty register on each database the suite runs against."""
     if request.param == "sqlite":
-        eng = make_engine(f"sqlite:///{tmp_path / 'register.sqlite'}")
-        migrate(eng)
+        path = tmp_path / "register.sqlite"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        eng = make_engine(f"sqlite:///{path}")
         yield eng
         eng.dispose()
     else:
         eng, schema = _pg_engine_in_fresh_schema()
-        migrate(eng)
+        run_script(eng, request.getfixturevalue("pg_migrations_script"))
         yield eng
         eng.dispose()
         _drop_pg_schema(schema)

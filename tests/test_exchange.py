@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from sipflows.models import Answer, CaseStatus, Invitation, Meeting, Notice, NoticeStatus
 from sipflows.notices.ledger import NoticeDraft, enqueue
+from sipflows.notices.mime import Attachment, MailMessage
 from sipflows.replies import ReplyIngestError
 from sipflows.replies.exchange import poll_exchange_responses
 from sipflows.settings import Settings
@@ -257,6 +258,28 @@ def test_calendar_part_of_a_plain_notice_travels_as_an_attachment(ews: EwsServer
     assert attachment.findtext("{*}Name") == "invitation.ics"
     assert attachment.findtext("{*}ContentType").startswith("text/calendar")
     assert base64.b64decode(attachment.findtext("{*}Content")).decode() == ics
+
+
+def test_a_notice_with_files_sends_them_all(ews: EwsServer) -> None:
+    """The weekly report goes out over Exchange with its HTML page and CSV, byte for byte."""
+    page = b"<html><body><h1>Vecka 48</h1></body></html>"
+    figures = "organisation;andel\r\nKöpings kommun;0,75\r\n".encode()
+    notice = MailMessage(
+        **vars(outgoing(key="report:2026-W48:c1")),
+        attachments=(
+            Attachment("sip-rapport.html", "text/html; charset=utf-8", page),
+            Attachment("sip-siffror.csv", "text/csv; charset=utf-8", figures),
+        ),
+    )
+    send(exchange_settings(ews), notice)
+
+    (mail,) = ews.messages("sentitems")
+    files = mail.element.findall("{*}Attachments/{*}FileAttachment")
+    assert [(f.findtext("{*}Name"), f.findtext("{*}ContentType")) for f in files] == [
+        ("sip-rapport.html", "text/html; charset=utf-8"),
+        ("sip-siffror.csv", "text/csv; charset=utf-8"),
+    ]
+    assert [base64.b64decode(f.findtext("{*}Content") or "") for f in files] == [page, figures]
 
 
 def test_rejected_recipient_is_a_permanent_error(ews: EwsServer) -> None:

@@ -9,7 +9,7 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from sipflows.db import alembic_config, migrate
+from sipflows.db import alembic_config, make_engine, migrate
 from sipflows.models import (
     Contact,
     Meeting,
@@ -151,3 +151,48 @@ def test_migrations_match_the_models(engine):
 
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def _schema_of(engine) -> dict[str, object]:
+    """Tables, columns, keys, indexes and the revision, as the database reports them."""
+    from sqlalchemy import text
+
+    found = inspect(engine)
+    shape: dict[str, object] = {}
+    for table in sorted(found.get_table_names()):
+        shape[table] = (
+            [
+                (c["name"], str(c["type"]), c["nullable"], str(c.get("default")))
+                for c in found.get_columns(table)
+            ],
+            found.get_pk_constraint(table)["constrained_columns"],
+            sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"]) for f in found.get_foreign_keys(table)
+            ),
+            sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"])) for i in found.get_indexes(table)
+            ),
+            sorted((u["name"], tuple(u["column_names"])) for u in found.get_unique_constraints(table)),
+            sorted(str(c["sqltext"]) for c in found.get_check_constraints(table)),
+        )
+    with engine.connect() as conn:
+        shape["revision"] = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+    return shape
+
+
+def test_the_suites_template_register_is_what_alembic_makes(engine, tmp_path):
+    """The suite copies a template (SQLite) or runs the migrations' script (PostgreSQL): same schema."""
+    from tests.conftest import _drop_pg_schema, _pg_engine_in_fresh_schema
+
+    if engine.dialect.name == "sqlite":
+        made = make_engine(f"sqlite:///{tmp_path / 'by-alembic.sqlite'}")
+        schema = None
+    else:
+        made, schema = _pg_engine_in_fresh_schema()
+    try:
+        migrate(made)
+        assert _schema_of(engine) == _schema_of(made)
+    finally:
+        made.dispose()
+        if schema:
+            _drop_pg_schema(schema)

@@ -123,7 +123,8 @@ def _calendar(event: MeetingEvent, method: str, status: str, sequence: int, now:
     vevent.add("STATUS", status)
     vevent.add("TRANSP", "OPAQUE")
     cal.add_component(vevent)
-    return cal.to_ical().decode("utf-8")
+    ical: bytes = cal.to_ical()
+    return ical.decode("utf-8")
 
 
 def meeting_request(event: MeetingEvent, now: datetime) -> str:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from sipflows.notices.mime import MailMessage
 from sipflows.settings import Settings
 from sipflows.transports.base import (
     MeetingInfo,
@@ -580,6 +581,13 @@ class ExchangeTransport:
                     name="invitation.ics",
                     content=message.ics.encode(),
                     content_type=f"text/calendar; charset=utf-8; method={method}",
+                )
+            )
+        # the weekly report's HTML page and CSV figures travel as files, as over SMTP and Graph
+        for attachment in message.attachments if isinstance(message, MailMessage) else ():
+            mail.attach(
+                FileAttachment(
+                    name=attachment.filename, content=attachment.content, content_type=attachment.content_type
                 )
             )
         mail.send_and_save()

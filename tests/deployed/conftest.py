@@ -277,12 +277,23 @@ class Deployed:
                 time.sleep(1)
         raise AssertionError(f"{name} still busy after {timeout} s")
 
-    def logs_of(self, flow_run_id: str) -> str:
+    def logs_of(self, flow_run_id: str, containing: str | None = None, timeout: float = 60) -> str:
+        """The run's logs as the server has them; with `containing`, wait until that text has arrived.
+
+        A run's log records reach the server in batches, after its state may already read Completed, so
+        a test that looks for a line polls instead of reading once.
+        """
         from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-        with self.client() as client:
-            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-        return "\n".join(log.message for log in logs)
+        deadline = time.monotonic() + timeout
+        of_run = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id]))
+        while True:
+            with self.client() as client:
+                logs = client.read_logs(log_filter=of_run)
+            text = "\n".join(log.message for log in logs)
+            if containing is None or containing in text or time.monotonic() > deadline:
+                return text
+            time.sleep(1)
 
 
 def _kill_strays(marker: str) -> None:

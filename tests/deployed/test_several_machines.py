@@ -120,7 +120,7 @@ def test_several_machines_as_in_readme(
     run = deployed.wait_final(deployed.create_run("sipflows-replies/replies", work_queue_name="without-home"))
     told = "SIPFLOWS_HOME is not set on this worker: set it to this machine's sipflows checkout"
     assert run.state.is_failed() and told in run.state.message, run.state
-    logs = deployed.logs_of(str(run.id))
+    logs = deployed.logs_of(str(run.id), containing=told)
     assert told in logs, logs
     worker.stop()
     assert told in worker.text()
@@ -140,7 +140,7 @@ def test_several_machines_as_in_readme(
         assert run.state.is_completed(), (name, run.state, deployed.logs_of(str(run.id)))
     run = deployed.run_to_the_end("sipflows-dispatch/dispatch", cli=False)
     assert run.state.is_completed(), (run.state, deployed.logs_of(str(run.id)))
-    assert "Register: " in deployed.logs_of(str(run.id))
+    assert "Register: " in deployed.logs_of(str(run.id), containing="Register: ")
     assert list(outbox.glob("*.eml")), "the worker's dispatch wrote the demo's notices"
     assert not (REPO / "outbox").exists() and not (REPO / "data").exists()
     record_property("several_machines_s", round(time.monotonic() - started, 1))
