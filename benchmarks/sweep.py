@@ -488,6 +488,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="no ANALYZE before timing (SQLite: earlier statistics dropped): the register as imported",
     )
     ap.add_argument("--no-sweep", dest="sweep", action="store_false", help="time the checks only")
+    ap.add_argument(
+        "--no-checks", dest="checks", action="store_false", help="no per-check figures: the sweep part only"
+    )
     args = ap.parse_args(argv)
 
     spec = BenchSpec(plans=args.plans, judged=args.date)
@@ -520,7 +523,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         figures.statistics_before = statistics_state(engine)
         figures.table_rows = table_rows(engine)
         print(f"-- running the checks on {database}…", file=sys.stderr, flush=True)
-        measure(engine, figures, spec.judged, max(1, args.repeat))
+        if args.checks:
+            measure(engine, figures, spec.judged, max(1, args.repeat))
         if args.sweep:
             print(f"-- running the daily sweep on {database}…", file=sys.stderr, flush=True)
             figures.sweep = measure_sweep(engine, spec.judged, max(1, args.repeat))

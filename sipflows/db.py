@@ -217,17 +217,17 @@ def upgrade_register(url: str | None = None) -> Engine:
 # until someone runs ANALYZE (and never runs it by itself); PostgreSQL's autovacuum gets there, but
 # only some time after a bulk import. So the register refreshes them itself where it changes: after
 # ``sipflows db upgrade``, after an import, and at the start of every sweep. Cheap when nothing
-# changed (one small catalogue query and one ``max(id)`` index probe per table), and cheap on SQLite
-# when something did (an approximate ANALYZE, ``analysis_limit``); PostgreSQL's ANALYZE samples 30,000
-# rows per table whatever its size.
+# changed (one small catalogue query and one ``max(id)`` index probe per table); when a table is stale
+# SQLite reads it whole (seconds at county scale) and PostgreSQL's ANALYZE samples 30,000 rows of it.
 
 # A table's statistics are stale when it has grown by this factor (plus a margin for small tables) since
 # they were taken, or (PostgreSQL, which counts them) when this share of its rows changed.
 STALE_GROWTH = 1.5
 STALE_MARGIN = 1000
 STALE_CHANGED = 0.2
-# SQLite reads at most about this many index entries per index: statistics in milliseconds at any size
-SQLITE_ANALYSIS_LIMIT = 1000
+# No ``PRAGMA analysis_limit`` on SQLite: an approximate ANALYZE (limit 1000) took milliseconds but
+# counted ~1,000 distinct values in ``meetings.status`` and so led the documentation check to the slow
+# plan that having no statistics gives. A full ANALYZE runs only when a table is stale.
 
 
 def _register_tables() -> list[str]:
@@ -297,11 +297,8 @@ def ensure_statistics(bind: Engine | Connection) -> list[str]:
     tables = _register_tables()
     if dialect == "sqlite":
         stale = _stale_sqlite(bind, tables)
-        if stale:
-            bind.execute(text(f"PRAGMA analysis_limit={SQLITE_ANALYSIS_LIMIT}"))
-            for table in stale:
-                bind.execute(text(f'ANALYZE "{table}"'))
-            bind.execute(text("PRAGMA analysis_limit=0"))
+        for table in stale:  # a full ANALYZE (no analysis_limit, see above)
+            bind.execute(text(f'ANALYZE "{table}"'))
     elif dialect == "postgresql":
         stale = _stale_postgresql(bind, tables)
         if stale:
