@@ -28,7 +28,7 @@ analysed the tables on its own after the load: the report says whether it had.)
 
     nice python benchmarks/sweep.py [--plans 200000] [--database sqlite|postgresql|both]
         [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--date 2026-11-24] [--reuse]
-        [--no-analyze] [--no-sweep] [--repeat 3]
+        [--no-analyze] [--no-sweep | --no-checks] [--repeat 3]
 
 The SQLite register is a file in ``--folder`` (default: a folder under the system temp dir); the PostgreSQL
 one lives in schema ``--schema`` (default ``bench``), dropped and rebuilt unless ``--reuse`` finds it
