@@ -24,7 +24,7 @@ from sipflows.checks.base import Finding
 from sipflows.db import ensure_statistics
 from sipflows.models import Contact, Notice, Organisation, SipCase, SweepRun
 from sipflows.notices.build import enqueue_findings
-from sipflows.notices.ledger import key_table, missing_keys
+from sipflows.notices.ledger import key_in, missing_keys
 from sipflows.notices.render import split_stage
 from sipflows.policy import EffectivePolicy
 from sipflows.settings import Settings
@@ -61,15 +61,12 @@ class SweepResult:
 
 def _enqueued_rows(session: Session, keys: Sequence[str], now: datetime) -> list[EnqueuedNotice]:
     """Reference, kind and recipient organisation of the notices with ``keys`` enqueued at ``now``."""
-    wanted = key_table(session, keys)
     stmt = (
         select(SipCase.reference, Notice.kind, Organisation.name)
-        .select_from(wanted)
-        .join(Notice, Notice.key == wanted.c.key)
         .join(SipCase, SipCase.id == Notice.case_id)
         .join(Contact, Contact.id == Notice.contact_id)
         .join(Organisation, Organisation.id == Contact.organisation_id)
-        .where(Notice.created_at == now)
+        .where(key_in(session, keys), Notice.created_at == now)
     )
     return [EnqueuedNotice(r, k, o) for r, k, o in session.execute(stmt).tuples()]
 

@@ -13,7 +13,20 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, Integer, String, Text, bindparam, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Insert,
+    Integer,
+    String,
+    Text,
+    any_,
+    bindparam,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -152,17 +165,17 @@ def _enqueue_postgresql(session: Session, drafts: Sequence[NoticeDraft], now: da
 KEY_CHUNK = 10_000
 
 
-def key_table(session: Session, keys: Sequence[str]) -> Any:
-    """``keys`` as a one-column table (column ``key``) in a single bound value: SQLite's ``json_each``
-    over a JSON array, PostgreSQL's ``unnest`` of a text array. For joins against the ledger without
-    an IN-list of thousands of parameters."""
+def key_in(session: Session, keys: Sequence[str]) -> ColumnElement[bool]:
+    """``Notice.key`` among ``keys``, in a single bound value however many there are: a text array on
+    PostgreSQL (``= ANY``: an index scan, or a hashed look-up in a scan — never a join the planner may
+    turn into a scan of the ledger per key when its statistics predate today's inserts), a JSON array
+    read by ``json_each`` on SQLite."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        values = func.unnest(bindparam("keys", list(keys), type_=postgresql.ARRAY(String())))
-        return values.table_valued("key").render_derived(name="wanted")
+        return Notice.key == any_(bindparam("keys", list(keys), type_=postgresql.ARRAY(String())))
     if dialect == "sqlite":
         each = func.json_each(bindparam("keys", json.dumps(list(keys)), type_=String())).table_valued("value")
-        return select(each.c.value.label("key")).subquery("wanted")
+        return Notice.key.in_(select(each.c.value))
     raise NotImplementedError(f"the ledger supports SQLite and PostgreSQL, not {dialect}")
 
 
@@ -170,10 +183,9 @@ def missing_keys(session: Session, keys: Sequence[str]) -> set[str]:
     """The keys among ``keys`` that the ledger does not hold: what is new, found set-based."""
     missing: set[str] = set()
     for start in range(0, len(keys), KEY_CHUNK):
-        wanted = key_table(session, keys[start : start + KEY_CHUNK])
-        held = select(Notice.id).where(Notice.key == wanted.c.key)
-        stmt = select(wanted.c.key).where(~held.exists())
-        missing.update(session.execute(stmt).scalars())
+        chunk = keys[start : start + KEY_CHUNK]
+        held = set(session.execute(select(Notice.key).where(key_in(session, chunk))).scalars())
+        missing.update(k for k in chunk if k not in held)
     return missing
 
 
