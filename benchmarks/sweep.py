@@ -13,8 +13,22 @@ PostgreSQL, then runs every check through ``sipflows.checks.run_checks`` and pri
 - peak memory: this process's ``ru_maxrss`` (imports included; the loader runs in a child process and is
   reported apart) and the ``tracemalloc`` peak of the checks alone; target under 1 GB.
 
+- the daily sweep as the flow runs it (``sipflows.sweep.run_sweep``: statistics check, checks, ledger
+  look-up, rendering and enqueueing what is new, one transaction) beside one ``run_checks`` call timed in
+  the same run: a first day that enqueues every finding's notices, then a steady-state day with nothing
+  new (the same date again, median of ``--repeat``); the ratios to ``run_checks``, and the sweeps' peak
+  RSS (``VmHWM`` reset before them through ``/proc/self/clear_refs``). Targets: steady state ≤ 1.3 ×
+  ``run_checks``, first day ≤ 15 s, peak RSS < 400 MB. The notices and sweep rows are deleted afterwards,
+  so ``--reuse`` finds the register as built. ``--no-sweep`` leaves this part out.
+
+``--no-analyze`` times the register as the loader (or an import) leaves it: no ``ANALYZE`` before the
+checks, and on SQLite any ``sqlite_stat1`` from an earlier run dropped; the sweep part then shows what
+``sipflows.db.ensure_statistics`` costs when it has to take them. (PostgreSQL's autovacuum may have
+analysed the tables on its own after the load: the report says whether it had.)
+
     nice python benchmarks/sweep.py [--plans 200000] [--database sqlite|postgresql|both]
         [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--date 2026-11-24] [--reuse]
+        [--no-analyze] [--no-sweep | --no-checks] [--repeat 3]
 
 The SQLite register is a file in ``--folder`` (default: a folder under the system temp dir); the PostgreSQL
 one lives in schema ``--schema`` (default ``bench``), dropped and rebuilt unless ``--reuse`` finds it
@@ -36,7 +50,8 @@ import time
 import tracemalloc
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +64,14 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
 from benchmarks.synthetic import TABLES, BenchSpec  # noqa: E402
-from sipflows.db import make_engine  # noqa: E402
+from sipflows.db import make_engine, migrate  # noqa: E402
 from sipflows.policy import default_policy  # noqa: E402
 
 TARGET_SECONDS = 5.0
 TARGET_BYTES = 1 << 30
+TARGET_STEADY_RATIO = 1.3
+TARGET_FIRST_DAY_SECONDS = 15.0
+TARGET_SWEEP_RSS_MB = 400.0
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _TABLE_RE = re.compile(r"\b(" + "|".join(TABLES) + r")\b")
 
@@ -75,6 +93,33 @@ class CheckFigures:
 
 
 @dataclass
+class SweepFigures:
+    statistics_seconds: float = 0.0
+    statistics_tables: list[str] = field(default_factory=list)
+    statistics_fresh_seconds: float = 0.0
+    run_checks_seconds: float = 0.0
+    run_checks_findings: int = 0
+    first_day_seconds: float = 0.0
+    first_day_enqueued: int = 0
+    steady_seconds: list[float] = field(default_factory=list)
+    steady_enqueued: int = 0
+    peak_rss_mb: float = 0.0
+    peak_rss_source: str = ""
+
+    @property
+    def steady_median(self) -> float:
+        return statistics.median(self.steady_seconds) if self.steady_seconds else 0.0
+
+    @property
+    def steady_ratio(self) -> float:
+        return self.steady_median / self.run_checks_seconds if self.run_checks_seconds else 0.0
+
+    @property
+    def first_day_ratio(self) -> float:
+        return self.first_day_seconds / self.run_checks_seconds if self.run_checks_seconds else 0.0
+
+
+@dataclass
 class DatabaseFigures:
     database: str
     location: str
@@ -92,6 +137,9 @@ class DatabaseFigures:
     all_findings: int = 0
     tracemalloc_peak_mb: float = 0.0
     peak_rss_mb: float = 0.0
+    analyzed: bool = True
+    statistics_before: str = ""
+    sweep: SweepFigures | None = None
 
     @property
     def meets_targets(self) -> bool:
@@ -171,6 +219,30 @@ def analyze(engine: Engine) -> float:
             conn.execute(text("PRAGMA optimize"))
             conn.commit()
     return time.perf_counter() - started
+
+
+def drop_statistics(engine: Engine) -> None:
+    """The register without planner statistics, as the loader leaves it (SQLite; PostgreSQL keeps its own)."""
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:
+            for table in ("sqlite_stat1", "sqlite_stat4"):
+                conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+    engine.dispose()  # connections forget the statistics they loaded
+
+
+def statistics_state(engine: Engine) -> str:
+    """What planner statistics the register has, in a few words."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            found = conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first()
+            rows = conn.execute(text("SELECT count(*) FROM sqlite_stat1")).scalar_one() if found else 0
+            return f"sqlite_stat1 with {rows} rows" if rows else "no sqlite_stat1"
+        sql = (
+            "SELECT count(*) FILTER (WHERE coalesce(last_analyze, last_autoanalyze) IS NOT NULL), count(*) "
+            "FROM pg_stat_user_tables WHERE schemaname = current_schema()"
+        )
+        done, total = conn.execute(text(sql)).one()
+        return f"{done} of {total} tables analysed (by ANALYZE or autovacuum)"
 
 
 def table_rows(engine: Engine) -> dict[str, int]:
@@ -260,6 +332,74 @@ def measure(engine: Engine, figures: DatabaseFigures, judged: date, repeat: int)
     figures.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+# -- the daily sweep ---------------------------------------------------------------------------------
+
+
+def _reset_peak_rss() -> str:
+    """Reset this process's peak RSS (Linux: ``5`` into ``/proc/self/clear_refs``); says what is measured."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return "VmHWM reset before the sweeps"
+    except OSError:
+        return "ru_maxrss of the whole process (VmHWM could not be reset)"
+
+
+def _peak_rss_mb() -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _forget_sweeps(engine: Engine) -> None:
+    """The synthetic register holds no notices: delete what the sweeps enqueued, for the next run."""
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM notices"))
+        conn.execute(text("DELETE FROM sweep_runs"))
+
+
+def measure_sweep(engine: Engine, judged: date, repeat: int) -> SweepFigures:
+    """Statistics refresh, one ``run_checks``, a first day, ``repeat`` steady-state days of run_sweep."""
+    from sipflows.db import ensure_statistics
+    from sipflows.settings import Settings
+    from sipflows.sweep import run_sweep
+    from sipflows.timeutil import STOCKHOLM
+
+    policy = default_policy()
+    settings = Settings(_env_file=None, mail_domain="bench.invalid", sender_name="SIP")  # type: ignore[call-arg]
+    now = datetime.combine(judged, dt_time(6, 0), tzinfo=STOCKHOLM).astimezone(UTC)
+    figures = SweepFigures()
+    _forget_sweeps(engine)
+    started = time.perf_counter()
+    figures.statistics_tables = ensure_statistics(engine)
+    figures.statistics_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    ensure_statistics(engine)
+    figures.statistics_fresh_seconds = time.perf_counter() - started
+    figures.run_checks_seconds, figures.run_checks_findings = run_once(engine, judged, None)
+
+    figures.peak_rss_source = _reset_peak_rss()
+    try:
+        started = time.perf_counter()
+        first = run_sweep(engine, judged, policy, now, settings)
+        figures.first_day_seconds = time.perf_counter() - started
+        figures.first_day_enqueued = first.enqueued
+        del first
+        for i in range(repeat):
+            started = time.perf_counter()
+            again = run_sweep(engine, judged, policy, now + timedelta(hours=1 + i), settings)
+            figures.steady_seconds.append(time.perf_counter() - started)
+            figures.steady_enqueued += again.enqueued
+            del again
+        figures.peak_rss_mb = _peak_rss_mb()
+    finally:
+        _forget_sweeps(engine)
+    return figures
+
+
 # -- report ------------------------------------------------------------------------------------------
 
 
@@ -269,14 +409,16 @@ def _rate(x: float) -> str:
 
 def report(f: DatabaseFigures) -> str:
     lines = [f"== {f.database}: {f.location}", f"   judged {f.judged}, {f.plans:,} open plans"]
+    how = "VACUUM ANALYZE" if f.database == "postgresql" else "ANALYZE + PRAGMA optimize"
+    analysed = f"{how} {f.analyze_seconds:.1f} s" if f.analyzed else f"no {how} (--no-analyze)"
     if f.loaded:
         lines.append(
             f"   load {f.load_seconds:.1f} s (generating rows {f.load_generate_seconds:.1f} s), "
-            f"{'VACUUM ANALYZE' if f.database == 'postgresql' else 'ANALYZE + PRAGMA optimize'} "
-            f"{f.analyze_seconds:.1f} s, loader peak RSS {f.loader_peak_rss_mb:.0f} MB"
+            f"{analysed}, loader peak RSS {f.loader_peak_rss_mb:.0f} MB"
         )
     else:
-        lines.append(f"   reused the existing register (--reuse): no load; analyze {f.analyze_seconds:.1f} s")
+        lines.append(f"   reused the existing register (--reuse): no load; {analysed}")
+    lines.append(f"   planner statistics when the checks ran: {f.statistics_before}")
     lines.append("   rows: " + ", ".join(f"{t} {n:,}" for t, n in f.table_rows.items()))
     lines.append("")
     lines.append(
@@ -303,6 +445,28 @@ def report(f: DatabaseFigures) -> str:
         f"   peak memory: process RSS {f.peak_rss_mb:.0f} MB (ru_maxrss, imports included), tracemalloc "
         f"peak of all checks {f.tracemalloc_peak_mb:.1f} MB  [target < 1 GB: {ok_mem}]"
     )
+    if f.sweep is not None:
+        w = f.sweep
+        ok = {True: "OK", False: "MISSED"}
+        tables = ", ".join(w.statistics_tables) or "none: all fresh"
+        lines += [
+            "",
+            "   daily sweep (run_sweep, as the flow runs it):",
+            f"   statistics at the sweep's start (ensure_statistics): {w.statistics_seconds:.3f} s, "
+            f"analysed {tables}; again when fresh {w.statistics_fresh_seconds:.3f} s",
+            f"   run_checks (same run, for the ratios)   {w.run_checks_seconds:>7.3f} s  "
+            f"{w.run_checks_findings:,} findings",
+            f"   first day: run_sweep                    {w.first_day_seconds:>7.3f} s  "
+            f"{w.first_day_enqueued:,} notices enqueued  {w.first_day_ratio:.2f}x run_checks  "
+            f"[target <= {TARGET_FIRST_DAY_SECONDS:.0f} s: "
+            f"{ok[w.first_day_seconds <= TARGET_FIRST_DAY_SECONDS]}]",
+            f"   steady state: run_sweep (median of {len(w.steady_seconds)}) {w.steady_median:>7.3f} s  "
+            f"{w.steady_enqueued:,} enqueued  {w.steady_ratio:.2f}x run_checks  "
+            f"[target <= {TARGET_STEADY_RATIO}x: {ok[w.steady_ratio <= TARGET_STEADY_RATIO]}]  "
+            f"runs: {', '.join(f'{x:.2f}' for x in w.steady_seconds)}",
+            f"   sweeps' peak RSS {w.peak_rss_mb:.0f} MB ({w.peak_rss_source})  "
+            f"[target < {TARGET_SWEEP_RSS_MB:.0f} MB: {ok[w.peak_rss_mb < TARGET_SWEEP_RSS_MB]}]",
+        ]
     return "\n".join(lines)
 
 
@@ -317,6 +481,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--reuse", action="store_true", help="keep a register already built with the same size")
     ap.add_argument("--repeat", type=int, default=3, help="warm runs per check; the median is reported")
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
+    ap.add_argument(
+        "--no-analyze",
+        dest="analyze",
+        action="store_false",
+        help="no ANALYZE before timing (SQLite: earlier statistics dropped): the register as imported",
+    )
+    ap.add_argument("--no-sweep", dest="sweep", action="store_false", help="time the checks only")
+    ap.add_argument(
+        "--no-checks", dest="checks", action="store_false", help="no per-check figures: the sweep part only"
+    )
     args = ap.parse_args(argv)
 
     spec = BenchSpec(plans=args.plans, judged=args.date)
@@ -340,10 +514,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             figures.load_seconds = stats["seconds"]
             figures.load_generate_seconds = stats["generate_seconds"]
             figures.loader_peak_rss_mb = stats["peak_rss_mb"]
-        figures.analyze_seconds = analyze(engine)
+        migrate(engine)  # a register reused from an older schema
+        figures.analyzed = args.analyze
+        if args.analyze:
+            figures.analyze_seconds = analyze(engine)
+        else:
+            drop_statistics(engine)
+        figures.statistics_before = statistics_state(engine)
         figures.table_rows = table_rows(engine)
         print(f"-- running the checks on {database}…", file=sys.stderr, flush=True)
-        measure(engine, figures, spec.judged, max(1, args.repeat))
+        if args.checks:
+            measure(engine, figures, spec.judged, max(1, args.repeat))
+        if args.sweep:
+            print(f"-- running the daily sweep on {database}…", file=sys.stderr, flush=True)
+            figures.sweep = measure_sweep(engine, spec.judged, max(1, args.repeat))
         engine.dispose()
         results.append(figures)
         print(report(figures), flush=True)
@@ -355,7 +539,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     if args.json:
         payload = [
-            {**asdict(r), "checks": [{**asdict(c), "rows_per_second": c.rows_per_second} for c in r.checks]}
+            {
+                **asdict(r),
+                "checks": [{**asdict(c), "rows_per_second": c.rows_per_second} for c in r.checks],
+                "sweep_ratios": None
+                if r.sweep is None
+                else {"steady_state": r.sweep.steady_ratio, "first_day": r.sweep.first_day_ratio},
+            }
             for r in results
         ]
         args.json.write_text(json.dumps(payload, indent=2))

@@ -33,6 +33,7 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from sipflows.booking import UID_MAX, cancel_future_meetings, meeting_uid
+from sipflows.db import ensure_statistics
 from sipflows.hygiene import (
     IDENTITY_REASON,
     has_control_characters,
@@ -1596,4 +1597,7 @@ def import_files(
         if dry_session is not None:
             dry_session.rollback()
             dry_session.close()
+    if not dry_run and report.files:  # the planner's statistics follow what was imported
+        with factory() as session, session.begin():
+            ensure_statistics(session.connection())
     return report

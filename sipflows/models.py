@@ -291,7 +291,9 @@ class Meeting(Base):
     __tablename__ = "meetings"
     __table_args__ = (
         CheckConstraint("ends_at > starts_at", name="ck_meeting_ends_after_start"),
-        Index("ix_meetings_case_kind", "case_id", "kind"),
+        # a plan's meetings of one kind and status around a time (pre_meeting, follow_up): fast with or
+        # without planner statistics (migration 0004)
+        Index("ix_meetings_case_kind_status_start", "case_id", "kind", "status", "starts_at"),
         Index("ix_meetings_status_start", "status", "starts_at"),
         # the documentation check: held meetings still undocumented, by start
         Index("ix_meetings_status_documented_start", "status", "documented_at", "kind", "starts_at"),

@@ -1,13 +1,19 @@
 """The daily sweep as one domain operation: run every check for a date, enqueue the notices, record it.
 
 Flows and the CLI call this; it takes the judged date and ``now`` as parameters and never reads the clock.
+
+Most days most findings were already notified: a document still missing today was missing yesterday, and
+its notice is in the ledger under the same deterministic key. So the sweep looks the keys up first, in
+one set-based statement per batch, and renders only the notices that are new; rendering every finding's
+notice to let the ledger drop the known ones cost far more than the checks themselves. Findings go through
+in batches, so memory holds one batch's notices at a time, not the day's.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine, select
@@ -15,13 +21,16 @@ from sqlalchemy.orm import Session
 
 from sipflows.checks import run_checks
 from sipflows.checks.base import Finding
+from sipflows.db import ensure_statistics
 from sipflows.models import Contact, Notice, Organisation, SipCase, SweepRun
 from sipflows.notices.build import enqueue_findings
+from sipflows.notices.ledger import key_in, missing_keys
 from sipflows.notices.render import split_stage
 from sipflows.policy import EffectivePolicy
 from sipflows.settings import Settings
 
-_CHUNK = 500
+# Findings per batch: one key look-up, one render-and-enqueue pass, its drafts then dropped.
+BATCH = 2_000
 
 
 @dataclass(frozen=True)
@@ -50,20 +59,39 @@ class SweepResult:
         return sum(len(v) for v in self.findings.values())
 
 
-def _enqueued_rows(session: Session, keys: Iterable[str], now: datetime) -> list[EnqueuedNotice]:
-    keys = list(keys)
-    rows: list[EnqueuedNotice] = []
-    for start in range(0, len(keys), _CHUNK):
-        stmt = (
-            select(SipCase.reference, Notice.kind, Organisation.name)
-            .join(SipCase, SipCase.id == Notice.case_id)
-            .join(Contact, Contact.id == Notice.contact_id)
-            .join(Organisation, Organisation.id == Contact.organisation_id)
-            .where(Notice.key.in_(keys[start : start + _CHUNK]), Notice.created_at == now)
-        )
-        rows.extend(EnqueuedNotice(r, k, o) for r, k, o in session.execute(stmt).tuples())
-    rows.sort(key=lambda e: (e.reference, e.kind, e.recipient_organisation))
-    return rows
+def _enqueued_rows(session: Session, keys: Sequence[str], now: datetime) -> list[EnqueuedNotice]:
+    """Reference, kind and recipient organisation of the notices with ``keys`` enqueued at ``now``."""
+    stmt = (
+        select(SipCase.reference, Notice.kind, Organisation.name)
+        .join(SipCase, SipCase.id == Notice.case_id)
+        .join(Contact, Contact.id == Notice.contact_id)
+        .join(Organisation, Organisation.id == Contact.organisation_id)
+        .where(key_in(session, keys), Notice.created_at == now)
+    )
+    return [EnqueuedNotice(r, k, o) for r, k, o in session.execute(stmt).tuples()]
+
+
+def _batches(findings: dict[str, list[Finding]], size: int) -> Iterator[list[Finding]]:
+    """Every finding, in batches, ordered by key: concurrent sweeps then insert overlapping keys in the
+    same order (the ledger's guard against deadlocks holds across batches too)."""
+    flat = sorted((f for fs in findings.values() for f in fs), key=lambda f: f.key + ":")
+    for start in range(0, len(flat), size):
+        yield flat[start : start + size]
+
+
+def new_findings(session: Session, findings: Sequence[Finding]) -> list[Finding]:
+    """The findings narrowed to the recipients whose notice the ledger does not hold yet (findings with
+    none left are dropped). The ledger's insert still settles races; this only spares the rendering."""
+    keys = [f.notice_key(c) for f in findings for c in dict.fromkeys(f.recipients)]
+    missing = missing_keys(session, keys)
+    if not missing:
+        return []
+    narrowed = []
+    for f in findings:
+        recipients = tuple(c for c in dict.fromkeys(f.recipients) if f.notice_key(c) in missing)
+        if recipients:
+            narrowed.append(f if recipients == f.recipients else replace(f, recipients=recipients))
+    return narrowed
 
 
 def run_sweep(
@@ -76,19 +104,30 @@ def run_sweep(
     flow_run_id: str | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> SweepResult:
-    """Run the checks for ``judged`` and enqueue their notices in one transaction; safe to rerun.
+    """Run the checks for ``judged`` and enqueue their new notices in one transaction; safe to rerun.
 
-    ``now`` stamps the notices; ``clock`` only records when the sweep finished, for operations.
+    The planner statistics are refreshed first if the register changed much since they were taken
+    (:func:`sipflows.db.ensure_statistics`), in a transaction of their own. ``now`` stamps the notices;
+    ``clock`` only records when the sweep finished, for operations.
     """
+    ensure_statistics(engine)
     with Session(engine, expire_on_commit=False) as session, session.begin():
         sweep = SweepRun(judged_on=judged, started_at=now, flow_run_id=flow_run_id)
         session.add(sweep)
         session.flush()
         findings = run_checks(session, judged, policy, only=only)
-        flat = [f for fs in findings.values() for f in fs]
-        enqueued = enqueue_findings(session, flat, now, settings)
-        keys = [f.notice_key(c) for f in flat for c in f.recipients]
-        result = SweepResult(judged, findings, enqueued, _enqueued_rows(session, keys, now), sweep.id)
+        enqueued = 0
+        notices: list[EnqueuedNotice] = []
+        for batch in _batches(findings, BATCH):
+            new = new_findings(session, batch)
+            if not new:
+                continue
+            inserted = enqueue_findings(session, new, now, settings)
+            if inserted:
+                enqueued += inserted
+                notices += _enqueued_rows(session, [f.notice_key(c) for f in new for c in f.recipients], now)
+        notices.sort(key=lambda e: (e.reference, e.kind, e.recipient_organisation))
+        result = SweepResult(judged, findings, enqueued, notices, sweep.id)
         sweep.findings = result.total_findings
         sweep.enqueued = enqueued
         sweep.counts = {f"{c}/{s}": n for (c, s), n in sorted(result.counts().items())}

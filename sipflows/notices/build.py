@@ -20,6 +20,7 @@ from sipflows.checks.base import Finding
 from sipflows.models import Contact, Deviation, Invitation, Meeting, Organisation, Participant, SipCase
 from sipflows.notices.ledger import NoticeDraft, enqueue
 from sipflows.notices.render import (
+    NoticeTemplates,
     Rendered,
     contact_view,
     date_view,
@@ -286,6 +287,7 @@ def build_notices(session: Session, findings: Sequence[Finding], settings: Setti
     kinds = {f.key: finding_kind(f.check, f.stage) for f in findings}  # fail before any work
     reg = _Register(session, findings)
     renderer = get_renderer(settings.template_dir)
+    templates: dict[tuple[str, str], NoticeTemplates] = {}  # looked up once per kind and language
     drafts: list[NoticeDraft] = []
     for finding in findings:
         if not _consistent(reg, finding):
@@ -314,7 +316,10 @@ def build_notices(session: Session, findings: Sequence[Finding], settings: Setti
                 continue
             lang = language_of(contact.language)
             if lang not in rendered:
-                rendered[lang] = renderer.render(kind, lang, _context(reg, finding, lang, meeting, settings))
+                if (kind, lang) not in templates:
+                    templates[kind, lang] = renderer.templates(kind, lang)
+                context = _context(reg, finding, lang, meeting, settings)
+                rendered[lang] = renderer.render(kind, lang, context, templates[kind, lang])
             r = rendered[lang]
             drafts.append(
                 NoticeDraft(

@@ -9,11 +9,24 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Insert, Integer, String, Text, bindparam, func, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Insert,
+    Integer,
+    String,
+    Text,
+    any_,
+    bindparam,
+    func,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy import cast as cast_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -41,6 +54,9 @@ class NoticeDraft:
     ics_method: str | None = None
     ics_sequence: int | None = None
     attachments: dict[str, Any] | None = None
+
+
+_DRAFT_FIELDS = tuple(f.name for f in fields(NoticeDraft))
 
 
 def message_id_for(key: str, domain: str) -> str:
@@ -73,7 +89,7 @@ def enqueue(session: Session, drafts: Sequence[NoticeDraft], now: datetime, mail
     for start in range(0, len(drafts), _CHUNK):
         rows = [
             {
-                **asdict(d),
+                **{name: getattr(d, name) for name in _DRAFT_FIELDS},
                 "status": NoticeStatus.PENDING,
                 "attempts": 0,
                 "next_attempt_at": now,
@@ -83,7 +99,7 @@ def enqueue(session: Session, drafts: Sequence[NoticeDraft], now: datetime, mail
             for d in drafts[start : start + _CHUNK]
         ]
         stmt = _insert_ignoring_duplicates(session).returning(Notice.id)
-        inserted += len(session.execute(stmt, rows).all())
+        inserted += len(session.connection().execute(stmt, rows).all())  # Core, not ORM bulk
     return inserted
 
 
@@ -143,6 +159,34 @@ def _enqueue_postgresql(session: Session, drafts: Sequence[NoticeDraft], now: da
         params["now"] = now
         inserted += len(session.connection().execute(stmt, params).all())  # Core, not ORM bulk
     return inserted
+
+
+# Keys per look-up statement: one bound parameter (a JSON or array value) however many there are.
+KEY_CHUNK = 10_000
+
+
+def key_in(session: Session, keys: Sequence[str]) -> ColumnElement[bool]:
+    """``Notice.key`` among ``keys``, in a single bound value however many there are: a text array on
+    PostgreSQL (``= ANY``: an index scan, or a hashed look-up in a scan — never a join the planner may
+    turn into a scan of the ledger per key when its statistics predate today's inserts), a JSON array
+    read by ``json_each`` on SQLite."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return Notice.key == any_(bindparam("keys", list(keys), type_=postgresql.ARRAY(String())))
+    if dialect == "sqlite":
+        each = func.json_each(bindparam("keys", json.dumps(list(keys)), type_=String())).table_valued("value")
+        return Notice.key.in_(select(each.c.value))
+    raise NotImplementedError(f"the ledger supports SQLite and PostgreSQL, not {dialect}")
+
+
+def missing_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    """The keys among ``keys`` that the ledger does not hold: what is new, found set-based."""
+    missing: set[str] = set()
+    for start in range(0, len(keys), KEY_CHUNK):
+        chunk = keys[start : start + KEY_CHUNK]
+        held = set(session.execute(select(Notice.key).where(key_in(session, chunk))).scalars())
+        missing.update(k for k in chunk if k not in held)
+    return missing
 
 
 def requeue_dead(session: Session, now: datetime, keys: Sequence[str] | None = None) -> int:

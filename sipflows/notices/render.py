@@ -23,7 +23,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
 from sipflows.settings import Settings, get_settings
@@ -249,18 +249,23 @@ def principal_labels(principals: Sequence[str], lang: str) -> list[str]:
 # --- the environment -----------------------------------------------------------------------------------
 
 
+_PLAIN = (str, bool, int, float, Decimal, date)
+
+
 def _check_plain(value: Any, path: str) -> None:
-    if value is None or isinstance(value, str | bool | int | float | Decimal | date):
+    if value is None or isinstance(value, _PLAIN):
         return
     if isinstance(value, Mapping):
         for k, v in value.items():
             if not isinstance(k, str):
                 raise RenderError(f"render context key {path}[{k!r}] is not a string")
-            _check_plain(v, f"{path}.{k}")
+            if v is not None and not isinstance(v, _PLAIN):  # the path is spelt out for containers only
+                _check_plain(v, f"{path}.{k}")
         return
     if isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            _check_plain(v, f"{path}[{i}]")
+            if v is not None and not isinstance(v, _PLAIN):
+                _check_plain(v, f"{path}[{i}]")
         return
     raise RenderError(
         f"render context value {path} is a {type(value).__name__}: only plain values may reach a template"
@@ -271,6 +276,25 @@ def _one_line(text: str) -> str:
     """Subjects are headers: one line, no control characters, within the column's length."""
     line = " ".join(text.split())
     return line if len(line) <= SUBJECT_MAX else line[: SUBJECT_MAX - 1].rstrip() + "…"
+
+
+class _BuiltinEnvironment(Environment):
+    """For the built-in templates: ``meeting.date`` on the plain dicts of a context looks the key up
+    first (Jinja asks for an attribute first, and a dict has none: an exception per look-up)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is dict and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
+
+@dataclass(frozen=True)
+class NoticeTemplates:
+    """The three templates of one notice kind in one language."""
+
+    subject: Template
+    text: Template
+    html: Template
 
 
 class Renderer:
@@ -284,9 +308,13 @@ class Renderer:
             loaders.append(FileSystemLoader(str(template_dir)))
         loaders.append(FileSystemLoader(str(BUILTIN_TEMPLATES)))
         self.template_dir = template_dir
-        # Sandboxed: override templates come from a folder an administrator edits, not from code review.
-        self.env = SandboxedEnvironment(
+        # Sandboxed: override templates come from a folder an administrator edits, not from code review;
+        # and they are reloaded when edited. The built-in templates alone are code shipped with sipflows:
+        # they need neither, and render about a third faster without (the sweep renders thousands).
+        environment = _BuiltinEnvironment if template_dir is None else SandboxedEnvironment
+        self.env = environment(
             loader=ChoiceLoader(loaders),
+            auto_reload=template_dir is not None,
             autoescape=select_autoescape(
                 enabled_extensions=("html",), default_for_string=False, default=False
             ),
@@ -301,12 +329,27 @@ class Renderer:
         family = kind.split(".", 1)[0]
         return [f"{kind}.{lang}.{part}", f"{family}.{lang}.{part}"]
 
-    def render_part(self, kind: str, lang: str, part: str, context: Mapping[str, Any]) -> str:
+    def template(self, kind: str, lang: str, part: str) -> Template:
+        """The template for one part: the override folder's if it has one (edited files are reloaded)."""
         try:
-            template = self.env.select_template(self.template_names(kind, lang, part))
+            return self.env.select_template(self.template_names(kind, lang, part))
         except Exception as exc:  # TemplatesNotFound, TemplateSyntaxError: name the files looked for
             raise RenderError(f"no usable template for {kind} ({lang}) {part}: {exc}") from exc
-        return template.render(context)
+
+    def render_part(self, kind: str, lang: str, part: str, context: Mapping[str, Any]) -> str:
+        return self.template(kind, lang, part).render(context)
+
+    def templates(self, kind: str, lang: str) -> NoticeTemplates:
+        """Subject, text and HTML templates of a kind in a language, looked up once for a batch of
+        notices (:meth:`render` with ``templates``): each look-up asks the loaders and the file system."""
+        if kind not in ALL_KINDS:
+            raise RenderError(f"unknown notice kind {kind!r}")
+        lang = language_of(lang)
+        return NoticeTemplates(
+            self.template(kind, lang, "subject.txt"),
+            self.template(kind, lang, "txt"),
+            self.template(kind, lang, "html"),
+        )
 
     def render_text(self, kind: str, lang: str, part: str, context: Mapping[str, Any]) -> str:
         """One extra plain-text part (the calendar event's summary and description)."""
@@ -314,17 +357,23 @@ class Renderer:
         _check_plain(context, "context")
         return self.render_part(kind, lang, f"{part}.txt", {**context, "kind": kind, "lang": lang}).strip()
 
-    def render(self, kind: str, lang: str, context: Mapping[str, Any]) -> Rendered:
-        """Subject, plain-text and HTML body for one notice; the context must be plain values."""
+    def render(
+        self, kind: str, lang: str, context: Mapping[str, Any], templates: NoticeTemplates | None = None
+    ) -> Rendered:
+        """Subject, plain-text and HTML body for one notice; the context must be plain values.
+
+        ``templates``: this kind's in this language from :meth:`templates`, when rendering many."""
         if kind not in ALL_KINDS:
             raise RenderError(f"unknown notice kind {kind!r}")
         lang = language_of(lang)
         _check_plain(context, "context")
+        if templates is None:
+            templates = self.templates(kind, lang)
         base = {**context, "kind": kind, "lang": lang}
-        subject = _one_line(self.render_part(kind, lang, "subject.txt", base))
+        subject = _one_line(templates.subject.render(base))
         full = {**base, "subject": subject}
-        text = self.render_part(kind, lang, "txt", full).strip() + "\n"
-        html = self.render_part(kind, lang, "html", full).strip() + "\n"
+        text = templates.text.render(full).strip() + "\n"
+        html = templates.html.render(full).strip() + "\n"
         return Rendered(subject, text, html)
 
 

@@ -1,7 +1,7 @@
 """the plan's origin (ordinary or discharge, with the discharge date) and whether it is for a child
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-01 21:30:00
 
 What the first-meeting check needs to pick its time limit: ``sip_cases.origin`` (``ordinary`` by default,
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision: str | None = "0004"
 branch_labels = None
 depends_on = None
 
