@@ -25,9 +25,9 @@ from sipflows.db import ensure_statistics
 from sipflows.models import Contact, Notice, Organisation, SipCase, SweepRun
 from sipflows.notices.build import enqueue_findings
 from sipflows.notices.ledger import key_in, missing_keys
-from sipflows.notices.render import split_stage
 from sipflows.policy import EffectivePolicy
 from sipflows.settings import Settings
+from sipflows.stages import stage_family
 
 # Findings per batch: one key look-up, one render-and-enqueue pass, its drafts then dropped.
 BATCH = 2_000
@@ -52,7 +52,7 @@ class SweepResult:
 
     def counts(self) -> Counter[tuple[str, str]]:
         """Findings per (check, stage family): ``escalation-2`` and ``reminder@2026-05-04`` fold."""
-        return Counter((f.check, split_stage(f.stage)[0]) for fs in self.findings.values() for f in fs)
+        return Counter((f.check, stage_family(f.stage)) for fs in self.findings.values() for f in fs)
 
     @property
     def total_findings(self) -> int:

@@ -78,6 +78,8 @@ def test_sweep_runs_only_the_named_checks(register, db_url):
     assert result.exit_code == 0, result.output
     assert "documentation: 1 finding" in result.output
     assert "escalation-1" in result.output
+    # totals count by stage, as the flow's artifact does: the level folds into its name
+    assert "total per stage: escalation 1" in result.output
     assert "invitations:" not in result.output and "deviations:" not in result.output
 
 

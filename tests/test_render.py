@@ -21,9 +21,9 @@ from sipflows.notices.render import (
     finding_kind,
     meeting_view,
     render_report,
-    split_stage,
 )
 from sipflows.settings import Settings
+from sipflows.stages import split_stage
 
 
 def context(

@@ -21,6 +21,7 @@ from sipflows.cli.common import (
     require_known_organisations,
 )
 from sipflows.policy import PolicyError
+from sipflows.stages import stage_family
 from sipflows.timeutil import STOCKHOLM
 
 HEADERS = ("reference", "stage", "object", "due", "recipients")
@@ -62,17 +63,12 @@ def render(judged: date, findings: dict[str, list[Finding]]) -> str:
         out.append(f"{name}: {len(found)} finding{'s' if len(found) != 1 else ''}")
         if found:
             out.extend(f"  {line}" for line in format_table(_rows(found)))
-            per_stage = Counter(_stage_family(f.stage) for f in found)
+            per_stage = Counter(stage_family(f.stage) for f in found)
             out.append("  total per stage: " + ", ".join(f"{s} {n}" for s, n in sorted(per_stage.items())))
         out.append("")
     total = sum(len(f) for f in findings.values())
     out.append(f"total: {total} finding{'s' if total != 1 else ''}")
     return "\n".join(out)
-
-
-def _stage_family(stage: str) -> str:
-    """Totals fold the due date carried by follow-up stages (``reminder@2026-05-04`` → ``reminder``)."""
-    return stage.split("@", 1)[0]
 
 
 def sweep(

@@ -30,9 +30,9 @@ from sipflows.notices.render import (
     language_of,
     meeting_view,
     principal_labels,
-    split_stage,
 )
 from sipflows.settings import Settings
+from sipflows.stages import split_stage
 
 log = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined,
 from jinja2.sandbox import SandboxedEnvironment
 
 from sipflows.settings import Settings, get_settings
+from sipflows.stages import split_stage
 from sipflows.timeutil import local_datetime
 
 BUILTIN_TEMPLATES = Path(__file__).with_name("templates")
@@ -125,8 +126,6 @@ PRINCIPAL_LABELS = {
     "en": {"kommun": "the municipality", "region": "the region"},
 }
 
-_STAGE = re.compile(r"^(?P<name>.*?)(?:-(?P<level>\d+))?$")
-
 
 class RenderError(ValueError):
     """A notice cannot be rendered: unknown kind, a missing template, or a non-plain value in the context."""
@@ -143,15 +142,6 @@ def language_of(value: object) -> str:
     """The notice language for a contact's language value: English when it says so, else Swedish."""
     text = str(getattr(value, "value", value) or "").lower()
     return text if text in LANGUAGES else DEFAULT_LANGUAGE
-
-
-def split_stage(stage: str) -> tuple[str, int | None]:
-    """``"acknowledgement-escalation-2"`` → ``("acknowledgement-escalation", 2)``; a due-date suffix
-    (``"reminder@2026-05-04"``) is dropped."""
-    m = _STAGE.match(stage.split("@", 1)[0])
-    assert m is not None  # the pattern matches every string
-    level = m.group("level")
-    return m.group("name"), int(level) if level else None
 
 
 def finding_kind(check: str, stage: str) -> str:
