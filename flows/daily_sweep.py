@@ -20,8 +20,7 @@ from flows._prefect import (
 )
 from sipflows.checks import ALL_CHECKS
 from sipflows.runs import enqueued_table, sweep_counts_table
-from sipflows.sweep import run_sweep
-from sipflows.workdays import is_working_day
+from sipflows.sweep import judges_nothing, run_sweep, unknown_checks
 
 CHECK_NAMES = [c.NAME for c in ALL_CHECKS]
 
@@ -44,14 +43,13 @@ def daily_sweep(params: SweepParameters = SweepParameters()) -> dict[str, Any]:
     settings = load_settings("daily-sweep")
     policy = load_effective_policy("daily-sweep", settings)
     judged, now = this_run(params.date)
-    unknown = set(params.checks or []) - set(CHECK_NAMES)
+    unknown = unknown_checks(params.checks)
     if unknown:
-        raise ValueError(f"unknown checks {sorted(unknown)}; known: {CHECK_NAMES}")
+        raise ValueError(f"unknown checks {unknown}; known: {CHECK_NAMES}")
     # the register is checked on holidays too: a missing one must not hide behind a skipped day
     with flow_register("daily-sweep", settings) as engine:
         check_policy_organisations("daily-sweep", engine, policy)
-        if params.date is None and not is_working_day(judged):
-            # cron cannot know Swedish holidays; the next working day's run reports the latest stage reached
+        if judges_nothing(judged, scheduled=params.date is None):
             logger.info("%s is not a Swedish working day: nothing to judge", judged)
             create_markdown_artifact(
                 key="daily-sweep-counts",

@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from sipflows.checks import run_checks
+from sipflows.checks import CHECK_NAMES, run_checks
 from sipflows.checks.base import Finding
 from sipflows.db import ensure_statistics
 from sipflows.models import Contact, Notice, Organisation, SipCase, SweepRun
@@ -28,9 +28,22 @@ from sipflows.notices.ledger import key_in, missing_keys
 from sipflows.policy import EffectivePolicy
 from sipflows.settings import Settings
 from sipflows.stages import stage_family
+from sipflows.workdays import is_working_day
 
 # Findings per batch: one key look-up, one render-and-enqueue pass, its drafts then dropped.
 BATCH = 2_000
+
+
+def unknown_checks(names: Iterable[str] | None) -> list[str]:
+    """The names that are no check: a run asked for them is refused before it touches the register."""
+    return sorted(set(names or ()) - set(CHECK_NAMES))
+
+
+def judges_nothing(judged: date, scheduled: bool) -> bool:
+    """Whether a sweep of ``judged`` skips the day: a scheduled run on a day that is not a Swedish working
+    day (cron cannot know the holidays; the next working day's run reports the latest stage reached). A
+    date given by hand, for a replay or backfill, is always judged."""
+    return scheduled and not is_working_day(judged)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from sipflows.checks import run_checks
 from sipflows.models import Notice, SweepRun
 from sipflows.notices.build import build_notices
 from sipflows.settings import Settings
-from sipflows.sweep import run_sweep
+from sipflows.sweep import judges_nothing, run_sweep, unknown_checks
 from tests.factories import local
 from tests.test_checks_statements import JUDGED, POLICY, add_plans
 
@@ -140,3 +140,20 @@ def test_only_the_new_recipients_of_a_known_finding_are_enqueued(build, engine):
     with Session(engine) as session:
         created = dict(session.execute(select(Notice.key, Notice.created_at)).tuples().all())
     assert {k for k, at in created.items() if at == LATER} == set(gone)
+
+
+def test_a_scheduled_sweep_skips_the_days_that_are_not_swedish_working_days() -> None:
+    # midsommarafton, juldagen, a Sunday: cron fires, the sweep judges nothing
+    for day in (date(2026, 6, 19), date(2026, 12, 25), date(2026, 12, 6)):
+        assert judges_nothing(day, scheduled=True)
+        assert not judges_nothing(day, scheduled=False)  # a replay of that date is judged
+    assert not judges_nothing(date(2026, 12, 1), scheduled=True)  # an ordinary Tuesday
+
+
+def test_checks_asked_for_by_name_are_known_ones() -> None:
+    assert unknown_checks(None) == []
+    assert unknown_checks(["documentation", "first_meeting"]) == []
+    assert unknown_checks(["documentation", "dokumentation", "Invitations"]) == [
+        "Invitations",
+        "dokumentation",
+    ]

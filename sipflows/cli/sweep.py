@@ -22,6 +22,7 @@ from sipflows.cli.common import (
 )
 from sipflows.policy import PolicyError
 from sipflows.stages import stage_family
+from sipflows.sweep import unknown_checks
 from sipflows.timeutil import STOCKHOLM
 
 HEADERS = ("reference", "stage", "object", "due", "recipients")
@@ -86,7 +87,7 @@ def sweep(
 ) -> None:
     """Show what every check finds for a date: nothing is enqueued or sent."""
     judged = _parse_date(on)
-    unknown = sorted(set(checks or ()) - set(CHECK_NAMES))
+    unknown = unknown_checks(checks)
     if unknown:
         typer.echo(f"unknown check {', '.join(unknown)}; known: {', '.join(CHECK_NAMES)}", err=True)
         raise typer.Exit(2)
