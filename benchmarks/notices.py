@@ -57,8 +57,8 @@ from sipflows.models import (
 )
 from sipflows.notices.dispatch import _load_context, build_message, dispatch
 from sipflows.notices.invitations import sync_invitations
-from sipflows.notices.mime import mime_bytes, sender_address
 from sipflows.settings import Settings
+from sipflows.transports.mime import mime_bytes, sender_address
 from sipflows.transports.smtp import SmtpTransport
 
 NOW = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sipflows.addresses import check_address
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SIPFLOWS_", env_file=".env", extra="ignore")
@@ -131,8 +133,6 @@ class Settings(BaseSettings):
     def _plain_address(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
-        from sipflows.notices.mime import check_address
-
         try:
             return check_address(value)
         except ValueError:

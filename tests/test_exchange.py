@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 
 from sipflows.models import Answer, CaseStatus, Invitation, Meeting, Notice, NoticeStatus
 from sipflows.notices.ledger import NoticeDraft, enqueue
-from sipflows.notices.mime import Attachment, MailMessage
 from sipflows.replies import ReplyIngestError
 from sipflows.replies.exchange import poll_exchange_responses
 from sipflows.settings import Settings
@@ -29,6 +28,7 @@ from sipflows.transports.base import (
     TransportUnavailable,
 )
 from sipflows.transports.exchange import ExchangeConfigurationError, ExchangeTransport, exchange_item_uid
+from sipflows.transports.mime import Attachment, MailMessage
 from tests.ews_server import EwsServer, iter_requests
 from tests.factories import RegisterBuilder
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from sipflows.notices.mime import Attachment, MailMessage
 from sipflows.settings import Settings
 from sipflows.transports.base import (
     Attendee,
@@ -34,6 +33,7 @@ from sipflows.transports.graph import (
     parse_graph_time,
     transaction_id,
 )
+from sipflows.transports.mime import Attachment, MailMessage
 from tests.graph_server import GraphServer, closed_port, make_client_certificate
 
 SECRET = "client-secret-~8Q.abc"

@@ -30,3 +30,52 @@ def test_the_domain_library_imports_without_prefect() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert int(done.stdout) > 40  # every module was walked, not an empty package
+
+
+def _imports_between_packages() -> dict[str, set[str]]:
+    """sipflows' subpackages and top modules, each with those it imports (at any depth of the code)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "sipflows"
+
+    def unit(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    graph: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        name = unit(".".join(path.relative_to(root.parent).with_suffix("").parts))
+        found = graph.setdefault(name, set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and (node.module or "").startswith("sipflows.")
+            ):
+                found.add(unit(node.module or ""))
+            elif isinstance(node, ast.Import):
+                found.update(unit(a.name) for a in node.names if a.name.startswith("sipflows."))
+        found.discard(name)
+    return graph
+
+
+def test_the_library_has_no_import_cycle_between_its_parts() -> None:
+    graph = _imports_between_packages()
+    done: set[str] = set()
+
+    def visit(node: str, path: tuple[str, ...]) -> None:
+        assert node not in path, " → ".join((*path, node))
+        if node in done:
+            return
+        for nxt in sorted(graph.get(node, ())):
+            visit(nxt, (*path, node))
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, ())
+
+
+def test_transports_know_nothing_of_notices_checks_or_replies() -> None:
+    """A transport sends what it is given; the notices, checks and answers sit above it."""
+    above = {"sipflows.notices", "sipflows.checks", "sipflows.replies", "sipflows.sweep", "sipflows.cli"}
+    assert not (_imports_between_packages()["sipflows.transports"] & above)

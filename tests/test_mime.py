@@ -15,7 +15,7 @@ from email.parser import BytesParser
 
 import pytest
 
-from sipflows.notices.mime import (
+from sipflows.transports.mime import (
     MIME_POLICY,
     MailMessage,
     encoded_words,
@@ -165,7 +165,7 @@ def test_every_message_gets_its_own_boundary_and_an_attachment_its_own_nesting()
     message = mail()
     seen = {boundaries(mime_bytes(message, SENDER))[0] for _ in range(200)}
     assert len(seen) == 200
-    from sipflows.notices.mime import Attachment
+    from sipflows.transports.mime import Attachment
 
     files = (Attachment("rapport.csv", "text/csv", "kolumn\r\n--\r\nå\r\n".encode()),)
     data = mime_bytes(message, SENDER, attachments=files)

@@ -17,7 +17,10 @@ from sqlalchemy.orm import Session
 
 from sipflows.models import Notice, NoticeStatus
 from sipflows.notices.dispatch import dispatch
-from sipflows.notices.mime import (
+from sipflows.settings import Settings
+from sipflows.transports.base import TransportUnavailable
+from sipflows.transports.factory import make_transport
+from sipflows.transports.mime import (
     AttachmentError,
     MailMessage,
     attachments_from_json,
@@ -25,9 +28,6 @@ from sipflows.notices.mime import (
     mime_bytes,
     sender_address,
 )
-from sipflows.settings import Settings
-from sipflows.transports.base import TransportUnavailable
-from sipflows.transports.factory import make_transport
 from sipflows.transports.outbox import OutboxTransport, eml_filename
 from sipflows.transports.smtp import SmtpTransport
 from tests.test_dispatch import NOW, add, draft, invitation_draft, ledger, unix

@@ -26,9 +26,9 @@ from sipflows.booking import book_meeting, move_meeting
 from sipflows.models import Answer, Contact, Invitation, Language, Meeting
 from sipflows.notices.dispatch import dispatch
 from sipflows.notices.invitations import sync_invitations
-from sipflows.notices.mime import sender_address
 from sipflows.replies import ingest_folder, ingest_imap
 from sipflows.settings import Settings
+from sipflows.transports.mime import sender_address
 from sipflows.transports.outbox import OutboxTransport
 from sipflows.transports.smtp import SmtpTransport
 from tests.factories import SECRETS, RegisterBuilder, local

@@ -15,7 +15,6 @@ from typer.testing import CliRunner
 
 from sipflows.models import Language, Notice, NoticeStatus, Organisation
 from sipflows.notices.ledger import enqueue
-from sipflows.notices.mime import attachments_from_json
 from sipflows.report import (
     CSV_COLUMNS,
     figures_csv,
@@ -29,6 +28,7 @@ from sipflows.report import (
 )
 from sipflows.settings import Settings, get_settings
 from sipflows.stats import Period, compute_stats
+from sipflows.transports.mime import attachments_from_json
 from tests.factories import SECRETS
 from tests.test_stats import APRIL, AS_OF, REGION, FixtureRegister, build_fixture_register, fixture_policy
 

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 
 from sipflows.hygiene import csv_cell
 from sipflows.models import Contact, Organisation
-from sipflows.notices.mime import attachments_from_json
 from sipflows.report import figures_csv, render_charts, weekly_report_drafts, write_report
 from sipflows.settings import Settings, get_settings
 from sipflows.stats import compute_stats
+from sipflows.transports.mime import attachments_from_json
 from tests.test_stats import APRIL, AS_OF, REGION, build_fixture_register, fixture_policy
 
 FORMULA = re.compile(r"^[=+\-@\t\r]")

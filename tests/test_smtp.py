@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session
 
 from sipflows.models import Notice
 from sipflows.notices.dispatch import dispatch
-from sipflows.notices.mime import MailMessage
 from sipflows.transports.base import PermanentSendError, TransientSendError, TransportUnavailable
+from sipflows.transports.mime import MailMessage
 from sipflows.transports.smtp import SmtpTransport
 from tests import smtp_server as smtp_helpers
 from tests.smtp_server import SmtpTestServer, TlsFiles, make_tls, settings_for, start_smtp_server

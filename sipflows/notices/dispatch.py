@@ -74,7 +74,6 @@ from sqlalchemy import (
 )
 
 from sipflows.models import Contact, Invitation, Meeting, Notice, NoticeStatus, SipCase, UTCDateTime
-from sipflows.notices.mime import AttachmentError, MailMessage, attachments_from_json
 from sipflows.settings import Settings
 from sipflows.transports.base import (
     Attendee,
@@ -86,6 +85,7 @@ from sipflows.transports.base import (
     Transport,
     TransportUnavailable,
 )
+from sipflows.transports.mime import AttachmentError, MailMessage, attachments_from_json
 
 log = logging.getLogger(__name__)
 

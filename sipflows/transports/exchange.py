@@ -33,7 +33,6 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sipflows.notices.mime import MailMessage
 from sipflows.settings import Settings
 from sipflows.transports.base import (
     MeetingInfo,
@@ -46,6 +45,7 @@ from sipflows.transports.base import (
     TransportUnavailable,
     secret_text,
 )
+from sipflows.transports.mime import MailMessage
 from sipflows.transports.redact import Redactor
 
 log = logging.getLogger(__name__)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sipflows.notices.mime import sender_address
 from sipflows.settings import Settings
 from sipflows.transports.base import SecretLoader, Transport
+from sipflows.transports.mime import sender_address
 
 
 def make_transport(settings: Settings, secret_loader: SecretLoader | None = None) -> Transport:

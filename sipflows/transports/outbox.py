@@ -24,8 +24,8 @@ try:  # POSIX; elsewhere stale files are recognised by their age alone
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-from sipflows.notices.mime import mime_bytes, sender_address
 from sipflows.transports.base import OutgoingMessage, PermanentSendError, SendResult, TransportUnavailable
+from sipflows.transports.mime import mime_bytes, sender_address
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 TEMP_PREFIX, TEMP_SUFFIX = ".", ".eml.tmp"

@@ -26,7 +26,6 @@ import socket
 import ssl
 from collections.abc import Callable
 
-from sipflows.notices.mime import mime_bytes, sender_address
 from sipflows.settings import Settings
 from sipflows.transports.base import (
     OutgoingMessage,
@@ -35,6 +34,7 @@ from sipflows.transports.base import (
     TransientSendError,
     TransportUnavailable,
 )
+from sipflows.transports.mime import mime_bytes, sender_address
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
-from sipflows.notices.mime import check_address
+from sipflows.addresses import check_address
 from sipflows.settings import Settings
 from sipflows.transports.base import (
     PermanentSendError,

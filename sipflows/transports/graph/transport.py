@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sipflows.notices.mime import MailMessage, check_address
+from sipflows.addresses import check_address
 from sipflows.settings import Settings
 from sipflows.transports.base import (
     MeetingInfo,
@@ -37,6 +37,7 @@ from sipflows.transports.graph.common import (
     parse_graph_time,
     transaction_id,
 )
+from sipflows.transports.mime import MailMessage
 
 if TYPE_CHECKING:
     pass

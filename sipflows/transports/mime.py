@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import random
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +32,7 @@ from email.policy import Compat32
 from email.utils import format_datetime, formataddr
 from typing import Any
 
+from sipflows.addresses import check_address
 from sipflows.transports.base import OutgoingMessage
 
 _MAX_LINE = 78  # RFC 5322 2.1.1
@@ -122,19 +122,6 @@ def attachments_from_json(data: Mapping[str, Any] | None) -> tuple[Attachment, .
             ) from None
         out.append(Attachment(filename=filename, content_type=ctype.strip().lower(), content=content))
     return tuple(out)
-
-
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_ADDR_SPEC = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@{_LABEL}(?:\.{_LABEL})*")
-
-
-def check_address(address: str) -> str:
-    """``address`` if it is a plain ASCII ``local@domain`` (what every server accepts); else ValueError."""
-    candidate = address.strip()
-    if len(candidate) > 254 or not _ADDR_SPEC.fullmatch(candidate):
-        raise ValueError(f"not a usable email address: {address!r}")
-    return candidate
 
 
 def sender_address(address: str, name: str | None = None) -> Address:
