@@ -112,10 +112,6 @@ class DispatchSummary:
     batches: int = 0
     held_back: int = 0  # claimed, then given back untouched because the transport was unavailable
 
-    @property
-    def details(self) -> list[Failure]:
-        return self.failures
-
 
 def backoff(attempts: int, settings: Settings) -> timedelta:
     """The wait before the next try after ``attempts`` failed tries (1, 2, ...)."""
