@@ -5,23 +5,12 @@ Deciding organisation: the case's convener organisation. The ladder starts on th
 
 from __future__ import annotations
 
-from datetime import date
+from sqlalchemy.orm import Session
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
-
-from sipflows.checks.base import (
-    CheckContext,
-    Finding,
-    case_is_open,
-    escalation_recipients,
-    ladder_stage,
-    per_org,
-    sort_findings,
-    unique_recipients,
-)
-from sipflows.models import Contact, Meeting, MeetingKind, MeetingStatus, Organisation, SipCase
-from sipflows.timeutil import local_date
+from sipflows.checks.base import CheckContext, Finding
+from sipflows.checks.meeting_ladder import meeting_findings
+from sipflows.models import Meeting, MeetingStatus
+from sipflows.policy import Policy
 
 NAME = "documentation"
 
@@ -31,82 +20,17 @@ ESCALATION = "escalation-1"
 
 
 def run(session: Session, ctx: CheckContext) -> list[Finding]:
-    # due <= judged  <=>  the meeting started before the start of the local day after latest_base_date
-    default, special = ctx.cutoffs(lambda p: p.documentation.due_working_days)
-    convener = aliased(Contact)
-    stmt = (
-        select(
-            Meeting.id,
-            Meeting.code,
-            Meeting.kind,
-            Meeting.starts_at,
-            SipCase.id,
-            SipCase.reference,
-            SipCase.convener_org_id,
-            SipCase.convener_contact_id,
-            SipCase.coordinator_contact_id,
-            convener.escalation_contact_id,
-            Organisation.escalation_contact_id,
-        )
-        .join(SipCase, SipCase.id == Meeting.case_id)
-        .join(convener, convener.id == SipCase.convener_contact_id)
-        .join(Organisation, Organisation.id == SipCase.convener_org_id)
-        .where(
-            Meeting.status == MeetingStatus.HELD,
-            per_org(SipCase.convener_org_id, default, special, lambda c: Meeting.starts_at < c, max),
-            Meeting.documented_at.is_(None),
-            Meeting.kind.in_((MeetingKind.SIP_MEETING, MeetingKind.FOLLOW_UP)),
-            case_is_open(),
-        )
+    return meeting_findings(
+        session,
+        ctx,
+        check=NAME,
+        status=MeetingStatus.HELD,
+        also=[Meeting.documented_at.is_(None)],
+        due_after=lambda p: p.documentation.due_working_days,
+        steps=_steps,
+        day_detail="held_on",
     )
-    memo: dict[tuple[int | None, date], tuple[date, str | None]] = {}
-    findings: list[Finding] = []
-    for (
-        meeting_id,
-        code,
-        kind,
-        starts_at,
-        case_id,
-        reference,
-        org_id,
-        convener_id,
-        coordinator_id,
-        convener_escalation,
-        org_escalation,
-    ) in session.execute(stmt).tuples():
-        held_on = local_date(starts_at)
-        scope = ctx.scope(org_id)
-        if (scope, held_on) not in memo:
-            memo[scope, held_on] = _due_and_stage(ctx, scope, held_on)
-        due, stage = memo[scope, held_on]
-        if stage is None:
-            continue
-        if stage == REMINDER:
-            recipients = unique_recipients([convener_id])
-        elif stage == OVERDUE:
-            recipients = unique_recipients([convener_id, coordinator_id])
-        else:
-            recipients = escalation_recipients(
-                convener_escalation, org_escalation, [convener_id, coordinator_id]
-            )
-        findings.append(
-            Finding(
-                check=NAME,
-                stage=stage,
-                object_type="meeting",
-                object_id=meeting_id,
-                case_id=case_id,
-                case_reference=reference,
-                recipients=recipients,
-                due=due,
-                details={"meeting_code": code, "meeting_kind": str(kind), "held_on": held_on.isoformat()},
-            )
-        )
-    return sort_findings(findings)
 
 
-def _due_and_stage(ctx: CheckContext, scope: int | None, held_on: date) -> tuple[date, str | None]:
-    calendar, policy = ctx.calendar(scope), ctx.policy_for(scope).documentation
-    due = calendar.add_working_days(held_on, policy.due_working_days)
-    steps = [(REMINDER, 0), (OVERDUE, 1), (ESCALATION, policy.escalation_after_working_days)]
-    return due, ladder_stage(calendar, due, ctx.judged, steps)
+def _steps(policy: Policy) -> list[tuple[str, int]]:
+    return [(REMINDER, 0), (OVERDUE, 1), (ESCALATION, policy.documentation.escalation_after_working_days)]
