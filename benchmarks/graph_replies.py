@@ -25,17 +25,15 @@ import random
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import SecretStr
-from sqlalchemy import Engine, event, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
-from sipflows.db import make_engine, migrate
+from benchmarks.registers import fresh_database
+from sipflows.db import migrate
 from sipflows.models import (
     CaseStatus,
     Contact,
@@ -153,26 +151,6 @@ def load(engine: Engine, graph: GraphServer, plans: int, answered: float, rng: r
     return given
 
 
-def fresh_database(url: str | None, folder: Path) -> tuple[Engine, Callable[[], None]]:
-    if url is None or make_url(url).get_backend_name() != "postgresql":
-        engine = make_engine(url or f"sqlite:///{folder / 'bench.sqlite'}")
-        return engine, engine.dispose
-    schema = f"bench_issue11_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    engine = make_engine(scoped.render_as_string(hide_password=False))
-
-    def drop() -> None:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-    return engine, drop
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--database-url", help="PostgreSQL URL (a fresh schema is used); default SQLite")
@@ -196,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             graph_base_url=graph.base_url,
             graph_authority_url=graph.authority_url,
         )
-        engine, close = fresh_database(args.database_url, Path(tmp))
+        engine, close = fresh_database(args.database_url, Path(tmp), "issue11")
         statements = 0
 
         def count(*_: object) -> None:

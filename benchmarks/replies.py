@@ -22,20 +22,22 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # run as a script: make ``benchmarks`` and ``sipflows`` importable
+    sys.path.insert(0, str(REPO))
 
-from sipflows.db import make_engine, migrate
-from sipflows.models import (
+from sqlalchemy import Engine  # noqa: E402
+from sqlalchemy.orm import Session  # noqa: E402
+
+from benchmarks.registers import fresh_database  # noqa: E402
+from sipflows.db import migrate  # noqa: E402
+from sipflows.models import (  # noqa: E402
     CaseStatus,
     Contact,
     Invitation,
@@ -47,8 +49,8 @@ from sipflows.models import (
     Principal,
     SipCase,
 )
-from sipflows.replies import ReplySummary, handle_message
-from sipflows.timeutil import from_local
+from sipflows.replies import ReplySummary, handle_message  # noqa: E402
+from sipflows.timeutil import from_local  # noqa: E402
 
 UID = "SIP-BENCH-1-M1@bench.sipflows"
 SENDER = "rolf@region.example.se"
@@ -138,26 +140,6 @@ def measure(engine: Engine, raw: bytes, repeat: int) -> tuple[float, float, Repl
     return statistics.median(walls), statistics.median(cpus), summary
 
 
-def fresh_database(url: str | None, folder: Path) -> tuple[Engine, Callable[[], None]]:
-    if url is None or make_url(url).get_backend_name() != "postgresql":
-        engine = make_engine(url or f"sqlite:///{folder / 'bench.sqlite'}")
-        return engine, engine.dispose
-    schema = f"bench_issue9_{uuid.uuid4().hex[:8]}"
-    admin = make_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    scoped = make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
-    engine = make_engine(scoped.render_as_string(hide_password=False))
-
-    def drop() -> None:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
-
-    return engine, drop
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--database-url", help="PostgreSQL URL (a fresh schema is used); default SQLite")
@@ -174,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         "MIME nested 1,000 levels (set aside)": nested(1_000),
     }
     with tempfile.TemporaryDirectory() as tmp:
-        engine, close = fresh_database(args.database_url, Path(tmp))
+        engine, close = fresh_database(args.database_url, Path(tmp), "issue9")
         try:
             migrate(engine)
             load_register(engine)
