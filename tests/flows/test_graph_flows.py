@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from prefect.blocks.system import Secret
 from sqlalchemy import select
 
@@ -42,7 +46,10 @@ def latest_artifact(key: str) -> object:
 MAILBOX = "sip@kommun.example.se"
 
 
-def test_flows_run_end_to_end_through_graph(flow_env, build, session, tmp_path, monkeypatch):
+@contextmanager
+def graph_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[GraphServer]:
+    """A Graph server, and the environment a deployment would have to use it; the client secret lives in
+    a Prefect Secret block, as operations would keep it."""
     from sipflows.settings import get_settings
 
     folder = tmp_path / "graph"
@@ -52,7 +59,6 @@ def test_flows_run_end_to_end_through_graph(flow_env, build, session, tmp_path, 
             "SIPFLOWS_TRANSPORT": "graph",
             "SIPFLOWS_GRAPH_TENANT_ID": graph.tenant,
             "SIPFLOWS_GRAPH_CLIENT_ID": graph.client_id,
-            # the client secret lives in a Prefect Secret block, as operations would keep it
             "SIPFLOWS_GRAPH_CREDENTIALS_BLOCK": "graph-client-secret",
             "SIPFLOWS_GRAPH_MAILBOX": MAILBOX,
             "SIPFLOWS_GRAPH_BASE_URL": graph.base_url,
@@ -63,7 +69,12 @@ def test_flows_run_end_to_end_through_graph(flow_env, build, session, tmp_path, 
         monkeypatch.delenv("SIPFLOWS_GRAPH_CLIENT_SECRET", raising=False)
         get_settings.cache_clear()
         Secret(value=SECRET).save("graph-client-secret", overwrite=True)
+        yield graph
 
+
+def test_flows_run_end_to_end_through_graph(flow_env, build, session, tmp_path, monkeypatch):
+
+    with graph_configured(tmp_path, monkeypatch) as graph:
         r = build.standard_region()
         r["k"].report_recipient = True
         case = build.case(r["k"], reference="SIP-KOP-0007", participants=(r["r"], r["f"]))
@@ -140,24 +151,7 @@ def test_an_answer_given_in_exchange_online_ends_the_reminders(
     from sipflows.settings import get_settings
     from tests.itip_messages import outlook_reply
 
-    folder = tmp_path / "graph"
-    folder.mkdir()
-    with GraphServer(folder, client_secret=SECRET, mailbox=MAILBOX) as graph:
-        for name, value in {
-            "SIPFLOWS_TRANSPORT": "graph",
-            "SIPFLOWS_GRAPH_TENANT_ID": graph.tenant,
-            "SIPFLOWS_GRAPH_CLIENT_ID": graph.client_id,
-            "SIPFLOWS_GRAPH_CREDENTIALS_BLOCK": "graph-client-secret",
-            "SIPFLOWS_GRAPH_MAILBOX": MAILBOX,
-            "SIPFLOWS_GRAPH_BASE_URL": graph.base_url,
-            "SIPFLOWS_GRAPH_AUTHORITY_URL": graph.authority_url,
-            "SSL_CERT_FILE": str(graph.ca_file),
-        }.items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.delenv("SIPFLOWS_GRAPH_CLIENT_SECRET", raising=False)
-        get_settings.cache_clear()
-        Secret(value=SECRET).save("graph-client-secret", overwrite=True)
-
+    with graph_configured(tmp_path, monkeypatch) as graph:
         r = build.standard_region()
         case = build.case(r["k"], reference="SIP-KOP-0011", participants=(r["r"], r["f"], r["s"]))
         future = build.meeting(case, date.today() + timedelta(days=21), kind=MeetingKind.FOLLOW_UP)
