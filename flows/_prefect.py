@@ -13,10 +13,9 @@ from prefect.blocks.system import Secret
 from prefect.runtime import flow_run
 from prefect.variables import Variable
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from sipflows.artifacts import Artifact, MarkdownArtifact, configuration_error, policy_log_lines
-from sipflows.db import RegisterError, describe_url, register
+from sipflows.db import RegisterError, describe_url, read_scope, register
 from sipflows.policy import EffectivePolicy, PolicyError, check_organisations_in, load_policy
 from sipflows.settings import Settings, SettingsError
 from sipflows.settings import load_settings as read_settings
@@ -76,7 +75,7 @@ def flow_register(flow_key: str, settings: Settings) -> Iterator[Engine]:
 def check_policy_organisations(flow_key: str, engine: Engine, policy: EffectivePolicy) -> None:
     """An override for an organisation code the register does not hold fails the run (it never applies)."""
     try:
-        with Session(engine) as session:
+        with read_scope(engine) as session:
             check_organisations_in(session, policy)
     except PolicyError as exc:
         raise fail_loudly(flow_key, "The deadline policy", str(exc)) from None
