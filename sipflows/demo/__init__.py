@@ -44,7 +44,6 @@ class DemoSummary:
     expected: list[Expectation]
     quiet_cases: list[str]
     skipped: list[str] = field(default_factory=list)
-    private_values: tuple[str, ...] = field(repr=False, default=())
 
     def lines(self) -> list[str]:
         out = [f"Demo region Västra Mälardalen, judged on {self.today.isoformat()}"]
@@ -106,16 +105,10 @@ def build_demo(
     plans(builder)
     for kind in KINDS[3:]:
         load(kind, builder.rows[kind])
-
-    private: list[str] = [TEST_PERSONAL_NUMBER, TEST_PERSONAL_NUMBER.replace("-", "")[2:]]
-    for row in builder.rows["cases"]:
-        private += [row["individual_name"], row["case_notes"]]
-    private += [row["description"] for row in builder.rows["deviations"]]
     return DemoSummary(
         today=today,
         files=files,
         expected=builder.expected,
         quiet_cases=builder.quiet,
         skipped=builder.skipped,
-        private_values=tuple(private),
     )
