@@ -80,12 +80,6 @@ def test_the_library_has_no_import_cycle_between_its_parts() -> None:
         visit(node, ())
 
 
-def test_transports_know_nothing_of_notices_checks_or_replies() -> None:
-    """A transport sends what it is given; the notices, checks and answers sit above it."""
-    above = {"sipflows.notices", "sipflows.checks", "sipflows.replies", "sipflows.sweep", "sipflows.cli"}
-    assert not (_imports_between_packages()["sipflows.transports"] & above)
-
-
 # The layers of sipflows, lowest first. A part may import parts of its own layer (without a cycle, see
 # above) and of the layers below it, never one above: README's "What is where" tells the same story.
 LAYERS: dict[str, tuple[str, ...]] = {
@@ -142,3 +136,9 @@ def test_only_the_cli_knows_the_flows() -> None:
     """flows/ and deployments/ sit above the library; the CLI's quickstart is the one part that runs flows."""
     knows = sorted(p for p, deps in _imports_between_packages().items() if deps & {"flows", "deployments"})
     assert knows == ["sipflows.cli"]
+
+
+def test_transports_know_nothing_of_notices_checks_or_replies() -> None:
+    """A transport sends what it is given; the notices, checks and answers sit above it."""
+    above = {"sipflows.notices", "sipflows.checks", "sipflows.replies", "sipflows.sweep", "sipflows.cli"}
+    assert not (_imports_between_packages()["sipflows.transports"] & above)
