@@ -2,37 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
 from prefect import get_run_logger
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.blocks.system import Secret
 from prefect.runtime import flow_run
 from prefect.variables import Variable
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from sipflows.db import RegisterError, describe_url, register
+from sipflows.artifacts import Artifact, MarkdownArtifact, configuration_error, policy_log_lines
+from sipflows.db import RegisterError, describe_url, read_scope, register
 from sipflows.policy import EffectivePolicy, PolicyError, check_organisations_in, load_policy
-from sipflows.runs import policy_log_lines, policy_markdown, run_dates
 from sipflows.settings import Settings, SettingsError
 from sipflows.settings import load_settings as read_settings
+from sipflows.timeutil import run_dates
 
 
 class ConfigurationError(RuntimeError):
     """Settings, register or policy cannot be used: the run stops before touching anything."""
 
 
+def publish(artifacts: Iterable[Artifact]) -> None:
+    """Create the Prefect artifacts ``sipflows.artifacts`` built for this run."""
+    for artifact in artifacts:
+        if isinstance(artifact, MarkdownArtifact):
+            create_markdown_artifact(
+                key=artifact.key, markdown=artifact.markdown, description=artifact.description
+            )
+        else:
+            create_table_artifact(key=artifact.key, table=artifact.table, description=artifact.description)
+
+
 def fail_loudly(flow_key: str, what: str, detail: str, verb: str = "is invalid") -> ConfigurationError:
     """Leave an artifact that says why, then hand back the exception for the flow to raise."""
-    create_markdown_artifact(
-        key=f"{flow_key}-configuration-error",
-        markdown=f"# {what} {verb}\n\nThe run stopped before doing anything.\n\n```\n{detail}\n```\n",
-        description=f"{what} {verb}",
-    )
+    publish([configuration_error(flow_key, what, detail, verb)])
     get_run_logger().error("%s %s:\n%s", what, verb, detail)
     return ConfigurationError(f"{what} {verb}:\n{detail}")
 
@@ -68,7 +75,7 @@ def flow_register(flow_key: str, settings: Settings) -> Iterator[Engine]:
 def check_policy_organisations(flow_key: str, engine: Engine, policy: EffectivePolicy) -> None:
     """An override for an organisation code the register does not hold fails the run (it never applies)."""
     try:
-        with Session(engine) as session:
+        with read_scope(engine) as session:
             check_organisations_in(session, policy)
     except PolicyError as exc:
         raise fail_loudly(flow_key, "The deadline policy", str(exc)) from None
@@ -91,14 +98,6 @@ def load_effective_policy(flow_key: str, settings: Settings) -> EffectivePolicy:
     logger = get_run_logger()
     logger.info("Effective deadline policy:\n%s", "\n".join(policy_log_lines(policy)))
     return policy
-
-
-def policy_artifact(flow_key: str, policy: EffectivePolicy) -> None:
-    create_markdown_artifact(
-        key=f"{flow_key}-policy",
-        markdown="# Deadline policy used by this run\n\n" + policy_markdown(policy),
-        description="The effective deadline policy and where each value came from",
-    )
 
 
 def this_run(date_override: date | None) -> tuple[date, datetime]:

@@ -6,7 +6,6 @@ import datetime as dt
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
 from flows._prefect import (
@@ -15,11 +14,11 @@ from flows._prefect import (
     flow_run_id,
     load_effective_policy,
     load_settings,
-    policy_artifact,
+    publish,
     this_run,
 )
+from sipflows.artifacts import sweep_artifacts, sweep_skipped
 from sipflows.checks import ALL_CHECKS
-from sipflows.runs import enqueued_table, sweep_counts_table
 from sipflows.sweep import judges_nothing, run_sweep, unknown_checks
 
 CHECK_NAMES = [c.NAME for c in ALL_CHECKS]
@@ -51,27 +50,12 @@ def daily_sweep(params: SweepParameters = SweepParameters()) -> dict[str, Any]:
         check_policy_organisations("daily-sweep", engine, policy)
         if judges_nothing(judged, scheduled=params.date is None):
             logger.info("%s is not a Swedish working day: nothing to judge", judged)
-            create_markdown_artifact(
-                key="daily-sweep-counts",
-                markdown=f"{judged.isoformat()} is not a working day: the sweep skipped it.",
-            )
+            publish(sweep_skipped(judged))
             return {"findings": 0, "enqueued": 0, "per_check": {}}
         result = run_sweep(
             engine, judged, policy, now, settings, only=params.checks, flow_run_id=flow_run_id()
         )
-    counts = sweep_counts_table(result)
-    create_table_artifact(
-        key="daily-sweep-counts",
-        table=counts,
-        description=f"Findings per check and stage for {judged.isoformat()}",
-    )
-    create_table_artifact(
-        key="daily-sweep-notices",
-        table=enqueued_table(result)
-        or [{"reference": "-", "kind": "nothing new", "recipient organisation": "-"}],
-        description=f"Notices enqueued by the sweep of {judged.isoformat()} (no personal data)",
-    )
-    policy_artifact("daily-sweep", policy)
+    publish(sweep_artifacts(result, judged, policy))
     logger.info(
         "Sweep of %s: %d findings, %d new notices enqueued", judged, result.total_findings, result.enqueued
     )

@@ -14,7 +14,6 @@ from contextlib import suppress
 from typing import get_args
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
@@ -22,7 +21,8 @@ from prefect.events import emit_event
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, Field
 
-from flows._prefect import flow_register, load_settings, prefect_secret, this_run
+from flows._prefect import flow_register, load_settings, prefect_secret, publish, this_run
+from sipflows.artifacts import dispatch_artifacts
 from sipflows.notices.dispatch import DispatchSummary, dispatch
 from sipflows.settings import Settings
 from sipflows.transports.base import TransportUnavailable
@@ -111,65 +111,13 @@ def _send(
     return summary, None
 
 
-def _publish(settings: Settings, summary: DispatchSummary, outage: TransportUnavailable | None) -> None:
-    create_table_artifact(
-        key="dispatch-summary",
-        table=[
-            {
-                "transport": settings.transport,
-                "sent": summary.sent,
-                "failed": summary.failed,
-                "dead": summary.dead,
-                "waiting for the transport": summary.held_back,
-            }
-        ],
-        description="Notices sent, failed (will be retried), dead (gave up) and given back untouched",
-    )
-    dead = set(summary.dead_ids)
-    failures = [
-        {
-            "notice": f.notice_id,
-            "kind": f.kind,
-            "status": "dead" if f.notice_id in dead else "failed (will retry)",
-            "reason": f.reason,
-        }
-        for f in summary.failures
-    ]
-    if failures:
-        create_table_artifact(
-            key="dispatch-failures",
-            table=failures,
-            description="Each failed notice and why (dead ones need a person: fix the address and requeue)",
-        )
-        create_markdown_artifact(
-            key="dispatch-attention",
-            markdown=(
-                f"**{summary.failed} failed, {summary.dead} dead** in this run: see `dispatch-failures`."
-            ),
-        )
-    if outage is not None:
-        settings_list = "\n".join(f"- `{name}`" for name in outage.settings) or "- the transport's settings"
-        create_markdown_artifact(
-            key="dispatch-outage",
-            markdown=(
-                f"# The {outage.transport} transport cannot be used\n\n"
-                f"**{outage.where}**: {outage.reason}\n\n"
-                f"{summary.sent} notices were sent before it stopped. {summary.held_back} claimed notices "
-                "were given back untouched: no attempt was counted, and the next dispatch sends them "
-                "once the transport works again.\n\n"
-                f"Check:\n{settings_list}\n"
-            ),
-            description=f"The {outage.transport} transport cannot be used",
-        )
-
-
 @flow(name="sipflows-dispatch")
 def dispatch_notices(params: DispatchParameters = DispatchParameters()) -> dict[str, int]:
     """Claim due notices, send them through the configured transport, record sent / failed / dead."""
     logger = get_run_logger()
     settings = load_settings("dispatch")
     summary, outage = _send(params, settings)
-    _publish(settings, summary, outage)
+    publish(dispatch_artifacts(settings.transport, summary, outage))
     if summary.dead:
         # the alert automation reports this to operations staff; no personal data in the event
         emit_event(

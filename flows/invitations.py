@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
-from sqlalchemy.orm import Session
 
-from flows._prefect import flow_register, load_settings, this_run
+from flows._prefect import flow_register, load_settings, publish, this_run
+from sipflows.artifacts import invitation_counts, invitations_artifacts
+from sipflows.db import session_scope
 from sipflows.notices.invitations import sync_invitations
 
 
@@ -17,17 +15,9 @@ def sync_meeting_invitations() -> dict[str, int]:
     """Queue REQUEST/CANCEL notices for every invitee whose calendar is behind the meeting (idempotent)."""
     settings = load_settings("invitations")
     _, now = this_run(None)
-    with (
-        flow_register("invitations", settings) as engine,
-        Session(engine, expire_on_commit=False) as session,
-        session.begin(),
-    ):
+    with flow_register("invitations", settings) as engine, session_scope(engine) as session:
         summary = sync_invitations(session, now, settings)
-    counts = {k: int(v) for k, v in asdict(summary).items() if isinstance(v, int)}
-    create_table_artifact(
-        key="invitations-summary",
-        table=[counts],
-        description="Calendar notices queued in this run (requests, updates, cancellations)",
-    )
+    publish(invitations_artifacts(summary))
+    counts = invitation_counts(summary)
     get_run_logger().info("Invitations queued: %s", counts)
     return counts

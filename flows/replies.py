@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel, Field
 
-from flows._prefect import flow_register, load_settings, prefect_secret, this_run
+from flows._prefect import flow_register, load_settings, prefect_secret, publish, this_run
+from sipflows.artifacts import replies_artifacts, replies_table
 from sipflows.replies import PartialIngestError, ReplySummary, ingest_configured
 
 
@@ -20,28 +20,6 @@ class RepliesParameters(BaseModel):
         description="How far back to read the attendee responses Exchange or Microsoft Graph track: "
         "meetings that ended within this many days, and all later ones.",
     )
-
-
-def _artifacts(summaries: dict[str, ReplySummary]) -> list[dict[str, object]]:
-    table: list[dict[str, object]] = [{"source": name, **s.as_dict()} for name, s in summaries.items()] or [
-        {"source": "none configured", **ReplySummary().as_dict()}
-    ]
-    create_table_artifact(
-        key="replies-summary", table=table, description="Invitation answers read in this run"
-    )
-    set_aside = [
-        {"source": name, "message": item.where, "reason": item.reason}
-        for name, s in summaries.items()
-        for item in s.set_aside
-    ]
-    if set_aside:
-        create_table_artifact(
-            key="replies-set-aside",
-            table=set_aside,
-            description="Messages set aside for a person to look at (IMAP: the rejected folder; "
-            "folder: rejected/ with a .reason file). No message content is shown.",
-        )
-    return table
 
 
 @flow(name="sipflows-replies")
@@ -62,9 +40,10 @@ def ingest_replies(params: RepliesParameters = RepliesParameters()) -> dict[str,
             )
         except PartialIngestError as exc:
             logger.error("Replies: a source failed: %s", exc)
-            _artifacts(exc.summaries)
+            publish(replies_artifacts(exc.summaries))
             raise
-    table = _artifacts(summaries)
+    publish(replies_artifacts(summaries))
+    table = replies_table(summaries)
     logger.info("Replies: %s", table)
     total = sum(summaries.values(), ReplySummary())
     return {"matched": total.matched, "applied": total.applied, "set_aside": total.rejected}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from pydantic import BaseModel, Field
 
 from flows._prefect import (
@@ -13,9 +12,11 @@ from flows._prefect import (
     flow_register,
     load_effective_policy,
     load_settings,
+    publish,
     this_run,
 )
-from sipflows.report import last_week_ending, markdown_summary, table_rows, weekly_report
+from sipflows.artifacts import weekly_report_artifacts
+from sipflows.report import last_week_ending, weekly_report
 from sipflows.timeutil import local_date
 
 
@@ -43,16 +44,7 @@ def weekly_report_flow(params: WeeklyReportParameters = WeeklyReportParameters()
             now,
             language=settings.report_language,
         )
-    create_markdown_artifact(
-        key="weekly-report-summary",
-        markdown=markdown_summary(report.stats, settings.report_language, weekly=True),
-        description=f"SIP figures for the week ending {week_ending.isoformat()}",
-    )
-    create_table_artifact(
-        key="weekly-report-figures",
-        table=table_rows(report.stats, settings.report_language),
-        description="Every figure of the weekly report",
-    )
+    publish(weekly_report_artifacts(report.stats, settings.report_language, week_ending))
     get_run_logger().info(
         "Weekly report for %s written to %s; %d mails enqueued for %d recipients",
         week_ending,

@@ -25,11 +25,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 log = logging.getLogger(__name__)
+
+
+def _sqlite_pragma(dbapi_connection: Any, statement: str) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute(statement)
+    cur.close()
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -71,15 +77,32 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         command.upgrade(cfg, revision)
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A unit of work that writes: one transaction, committed on success, rolled back on any error
+    (nothing half-written). Every operation that changes the register opens its transaction here."""
+    with Session(engine, expire_on_commit=False) as session, session.begin():
+        yield session
 
 
 @contextmanager
-def session_scope(engine: Engine) -> Iterator[Session]:
-    """A transaction: committed on success, rolled back on any error (nothing half-written)."""
-    with Session(engine, expire_on_commit=False) as session, session.begin():
-        yield session
+def read_scope(engine: Engine) -> Iterator[Session]:
+    """A unit of work that only reads: one transaction, rolled back at the end, in which the database
+    refuses any write (PostgreSQL: a read-only transaction; SQLite: ``PRAGMA query_only``, set back
+    before the connection returns to the pool). Reports, checks without enqueueing and status use it."""
+    with Session(engine, expire_on_commit=False) as session:
+        conn = session.connection()
+        if engine.dialect.name != "sqlite":
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            yield session
+            return
+        raw = conn.connection.dbapi_connection  # the pooled connection the session holds until it closes
+        _sqlite_pragma(raw, "PRAGMA query_only = ON")
+        try:
+            yield session
+        finally:
+            if not conn.invalidated:
+                _sqlite_pragma(raw, "PRAGMA query_only = OFF")  # before it goes back to the pool
 
 
 class RegisterError(RuntimeError):

@@ -235,9 +235,6 @@ class PolicyError(ValueError):
     """The policy (a file, a variable or an override) is invalid; the message names every bad key."""
 
 
-SECTIONS = tuple(Policy.model_fields)
-
-
 def descriptions() -> dict[str, str]:
     """Every key's documented meaning and source, as ``sipflows policy show --explain`` prints it."""
     out: dict[str, str] = {}

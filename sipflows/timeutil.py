@@ -30,3 +30,14 @@ def from_local(d: date, t: time) -> datetime:
 
 def start_of_local_day_utc(d: date) -> datetime:
     return from_local(d, time(0, 0))
+
+
+def run_dates(scheduled_start: datetime, date_override: date | None) -> tuple[date, datetime]:
+    """The local date a run judges and the ``now`` it stamps: both from the scheduled start.
+
+    A backfill or replay passes ``date_override``; the notices are still stamped with the start time.
+    """
+    # Prefect hands over pendulum/whenever subclasses; plain stdlib values bind reliably in SQLAlchemy.
+    now = datetime.fromtimestamp(scheduled_start.timestamp(), tz=UTC)
+    day = local_date(now) if date_override is None else date(*date_override.timetuple()[:3])
+    return day, now

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import inspect, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import inspect, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
-from sipflows.db import alembic_config, make_engine, migrate
+from sipflows.db import alembic_config, make_engine, migrate, read_scope, session_scope
 from sipflows.models import (
     Contact,
     Meeting,
@@ -196,3 +196,23 @@ def test_the_suites_template_register_is_what_alembic_makes(engine, tmp_path):
         made.dispose()
         if schema:
             _drop_pg_schema(schema)
+
+
+def test_read_scope_reads_and_refuses_to_write_then_the_connection_writes_again(engine):
+    with session_scope(engine) as session:
+        _org_and_contact(session)
+    with read_scope(engine) as session:
+        assert session.scalars(select(Organisation.code)).all() == ["KOP-IFO"]
+        session.add(
+            Organisation(
+                code="ARB-IFO", name="Arboga IFO", kind=OrgKind.MUNICIPAL_UNIT, principal=Principal.KOMMUN
+            )
+        )
+        with pytest.raises(DBAPIError, match="(?i)read.?only"):
+            session.flush()
+    # the pooled connection the read used is writable again
+    for _ in range(3):
+        with session_scope(engine) as session:
+            session.execute(update(Organisation).values(name="Köpings IFO"))
+    with read_scope(engine) as session:
+        assert session.scalars(select(Organisation.name)).all() == ["Köpings IFO"]

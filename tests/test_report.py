@@ -13,6 +13,7 @@ from PIL import Image
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from sipflows.artifacts import MarkdownArtifact, TableArtifact, weekly_report_artifacts
 from sipflows.models import Language, Notice, NoticeStatus, Organisation
 from sipflows.notices.ledger import enqueue
 from sipflows.report import (
@@ -181,6 +182,20 @@ def test_markdown_summary_and_table_rows_for_the_artifacts(stats):
         if r["metric"] == "attendance_rate" and r["organisation"] == "KOP-IFO" and not r["dimension"]
     )
     assert share["value"] == 42.86
+
+
+def test_the_weekly_report_flow_publishes_the_summary_and_every_figure(stats):
+    summary, figures = weekly_report_artifacts(stats, "en", date(2026, 4, 30))
+    assert summary == MarkdownArtifact(
+        key="weekly-report-summary",
+        markdown=markdown_summary(stats, "en", weekly=True),
+        description="SIP figures for the week ending 2026-04-30",
+    )
+    assert figures == TableArtifact(
+        key="weekly-report-figures",
+        table=table_rows(stats, "en"),
+        description="Every figure of the weekly report",
+    )
 
 
 def _recipients(build, register):

@@ -13,9 +13,8 @@ from typing import Any, NoReturn
 
 import typer
 from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
-from sipflows.db import RegisterError, register
+from sipflows.db import RegisterError, read_scope, register
 from sipflows.policy import EffectivePolicy, PolicyError, check_organisations_in, load_policy
 from sipflows.settings import get_settings
 from sipflows.timeutil import local_date
@@ -56,7 +55,7 @@ def effective_policy() -> EffectivePolicy:
 def require_known_organisations(engine: Engine, policy: EffectivePolicy) -> None:
     """Stop (exit 2) when the policy overrides an organisation code the register does not hold."""
     try:
-        with Session(engine) as session:
+        with read_scope(engine) as session:
             check_organisations_in(session, policy)
     except PolicyError as exc:
         fail(f"invalid policy:\n{exc}")

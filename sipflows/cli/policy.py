@@ -7,9 +7,9 @@ import textwrap
 from pathlib import Path
 
 import typer
-from sqlalchemy.orm import Session
 
 from sipflows.cli.common import command_register, require_known_organisations
+from sipflows.db import read_scope
 from sipflows.policy import (
     Layer,
     PolicyError,
@@ -73,7 +73,7 @@ def check(file: Path = typer.Argument(..., help="The policy TOML file to validat
         raise typer.Exit(1) from None
     with command_register() as engine:
         try:
-            with Session(engine) as session:
+            with read_scope(engine) as session:
                 check_organisations_in(session, effective)
         except PolicyError as exc:
             typer.echo(f"invalid policy:\n{exc}", err=True)

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy.orm import Session
 
 from sipflows.cli.common import command_register, effective_policy, require_known_organisations
+from sipflows.db import read_scope
 from sipflows.models import Language
 from sipflows.policy import PolicyError
 from sipflows.report import key_figures, write_report
@@ -62,7 +62,7 @@ def report(
     with command_register() as engine:
         require_known_organisations(engine, policy)
         try:
-            with Session(engine) as session:
+            with read_scope(engine) as session:
                 stats = compute_stats(session, period, policy, organisations=organisation or (), as_of=judged)
             folder = write_report(stats, out, language.value, generated_at=datetime.now(STOCKHOLM))
         except UnknownOrganisation as exc:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import typer
-from sqlalchemy.orm import Session
 
 from sipflows.cli.common import command_register
+from sipflows.db import read_scope
 from sipflows.status import ledger_status
 from sipflows.timeutil import local_datetime
 
@@ -20,7 +20,7 @@ def status(
     database_url: str | None = typer.Option(None, "--database-url", help="Default: SIPFLOWS_DATABASE_URL."),
 ) -> None:
     """Show pending, sent, failed and dead notices, the oldest pending one and the last sweep."""
-    with command_register(database_url) as engine, Session(engine) as session:
+    with command_register(database_url) as engine, read_scope(engine) as session:
         st = ledger_status(session)
     now = datetime.now(UTC)  # the CLI edge: only for "how old" in the display
     typer.echo("Notices")

@@ -11,7 +11,6 @@ from datetime import date, datetime
 from typing import Annotated
 
 import typer
-from sqlalchemy.orm import Session
 
 from sipflows.checks import CHECK_NAMES, Finding, run_checks
 from sipflows.cli.common import (
@@ -20,6 +19,7 @@ from sipflows.cli.common import (
     parse_date,
     require_known_organisations,
 )
+from sipflows.db import read_scope
 from sipflows.policy import PolicyError
 from sipflows.stages import stage_family
 from sipflows.sweep import unknown_checks
@@ -98,7 +98,7 @@ def sweep(
         raise typer.Exit(2) from None
     with command_register(database_url) as engine:
         require_known_organisations(engine, policy)
-        with Session(engine) as session:
+        with read_scope(engine) as session:
             findings = run_checks(session, judged, policy, only=checks or None)
     typer.echo(render(judged, findings))
 

@@ -26,6 +26,14 @@ from typing import Any
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
+from sipflows.labels import (  # the words notices and the report share
+    DEVIATION_KIND_LABELS,
+    MEETING_KIND_LABELS,
+    MONTHS,
+    PRINCIPAL_LABELS,
+    SEVERITY_LABELS,
+    WEEKDAYS,
+)
 from sipflows.settings import Settings, get_settings
 from sipflows.stages import split_stage
 from sipflows.timeutil import local_datetime
@@ -64,67 +72,6 @@ MEETING_KINDS = frozenset({MEETING_INVITATION, MEETING_UPDATE, MEETING_CANCEL})
 REPORT_WEEKLY = "report.weekly"
 REPORT_KINDS = frozenset({REPORT_WEEKLY})
 ALL_KINDS = FINDING_KINDS | MEETING_KINDS | REPORT_KINDS
-
-# Names of days and months in the notice's language; OS locales are not to be relied on.
-WEEKDAYS = {
-    "sv": ("måndag", "tisdag", "onsdag", "torsdag", "fredag", "lördag", "söndag"),
-    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
-}
-MONTHS = {
-    "sv": (
-        "januari",
-        "februari",
-        "mars",
-        "april",
-        "maj",
-        "juni",
-        "juli",
-        "augusti",
-        "september",
-        "oktober",
-        "november",
-        "december",
-    ),
-    "en": (
-        "January",
-        "February",
-        "March",
-        "April",
-        "May",
-        "June",
-        "July",
-        "August",
-        "September",
-        "October",
-        "November",
-        "December",
-    ),
-}
-MEETING_KIND_LABELS = {
-    "sv": {"pre_meeting": "förmöte", "sip_meeting": "SIP-möte", "follow_up": "uppföljningsmöte"},
-    "en": {"pre_meeting": "pre-meeting", "sip_meeting": "SIP meeting", "follow_up": "follow-up meeting"},
-}
-DEVIATION_KIND_LABELS = {
-    "sv": {
-        "party_absent": "part uteblev",
-        "plan_not_followed": "planen följdes inte",
-        "documentation_late": "sen dokumentation",
-        "invitation_not_answered": "kallelse obesvarad",
-        "other": "övrigt",
-    },
-    "en": {
-        "party_absent": "party absent",
-        "plan_not_followed": "plan not followed",
-        "documentation_late": "documentation late",
-        "invitation_not_answered": "invitation not answered",
-        "other": "other",
-    },
-}
-SEVERITY_LABELS = {"sv": {"normal": "normal", "high": "hög"}, "en": {"normal": "normal", "high": "high"}}
-PRINCIPAL_LABELS = {
-    "sv": {"kommun": "kommunen", "region": "regionen"},
-    "en": {"kommun": "the municipality", "region": "the region"},
-}
 
 
 class RenderError(ValueError):

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from sipflows.db import session_scope
+from sipflows.db import read_scope, session_scope
 from sipflows.metrics import METRICS, Section
 from sipflows.models import Contact, Notice
 from sipflows.notices.ledger import NoticeDraft, enqueue
@@ -167,7 +167,7 @@ def weekly_report(
     to ``out_dir/week-<week_ending>`` (rewritten on a rerun) and the mails into the ledger (once)."""
     period = Period.week_ending(week_ending)
     lang = report_language(language)
-    with Session(engine) as session:
+    with read_scope(engine) as session:
         stats = compute_stats(session, period, policy, as_of=local_date(now))
     images = {lang: chart_images(stats, lang)}
     folder_path = Path(out_dir) / f"week-{week_ending.isoformat()}"

@@ -1,7 +1,9 @@
 """The report's words: Swedish and English labels, and how numbers, organisations and periods are written.
 
 Kept apart from what draws and writes the report so that a translator finds every word in one place
-(the metrics' labels and explanations are in ``sipflows.metrics``, beside their definitions), and so
+(the metrics' labels and explanations are in ``sipflows.metrics``, beside their definitions; the
+register's words — meeting, deviation and organisation kinds, severities — in ``sipflows.labels``, shared
+with the notices), and so
 that the charts, the page and the weekly mail say the same thing the same way.
 """
 
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sipflows import labels
+from sipflows.labels import headings
 from sipflows.metrics import METRICS, Section, Unit
 from sipflows.stats import TOTAL, Period, ReportStats, Value
 
@@ -147,51 +151,11 @@ DAY_WORDS = {  # (singular, plural)
     "en": {Unit.WORKING_DAYS: ("working day", "working days"), Unit.DAYS: ("calendar day", "calendar days")},
 }
 
-ORG_KIND_LABELS = {
-    "sv": {
-        "municipal_unit": "Kommunal verksamhet",
-        "region_unit": "Regionens verksamhet",
-        "forsakringskassan": "Försäkringskassan",
-        "arbetsformedlingen": "Arbetsförmedlingen",
-        "school": "Skola/elevhälsa",
-        "kriminalvarden": "Kriminalvården",
-        "police": "Polisen",
-        "user_organisation": "Brukarorganisation",
-        "other": "Annan",
-    },
-    "en": {
-        "municipal_unit": "Municipal unit",
-        "region_unit": "Region unit",
-        "forsakringskassan": "Försäkringskassan",
-        "arbetsformedlingen": "Arbetsförmedlingen",
-        "school": "School / pupil health",
-        "kriminalvarden": "Kriminalvården",
-        "police": "Police",
-        "user_organisation": "User organisation",
-        "other": "Other",
-    },
-}
-DEVIATION_KIND_LABELS = {
-    "sv": {
-        "party_absent": "Part uteblev",
-        "plan_not_followed": "Planen följdes inte",
-        "documentation_late": "Sen dokumentation",
-        "invitation_not_answered": "Kallelse obesvarad",
-        "other": "Övrigt",
-    },
-    "en": {
-        "party_absent": "Party absent",
-        "plan_not_followed": "Plan not followed",
-        "documentation_late": "Documentation late",
-        "invitation_not_answered": "Invitation not answered",
-        "other": "Other",
-    },
-}
-SEVERITY_LABELS = {"sv": {"normal": "Normal", "high": "Hög"}, "en": {"normal": "Normal", "high": "High"}}
-MEETING_KIND_LABELS = {
-    "sv": {"sip_meeting": "SIP-möten", "follow_up": "Uppföljningsmöten"},
-    "en": {"sip_meeting": "SIP meetings", "follow_up": "Follow-up meetings"},
-}
+# the register's words (sipflows.labels) as the report's rows and columns start with them
+ORG_KIND_LABELS = headings(labels.ORG_KIND_LABELS)
+DEVIATION_KIND_LABELS = headings(labels.DEVIATION_KIND_LABELS)
+SEVERITY_LABELS = headings(labels.SEVERITY_LABELS)
+MEETING_KIND_LABELS = headings(labels.MEETING_KIND_PLURALS)
 
 # metric: (Swedish label, Swedish explanation, English label, English explanation)
 
