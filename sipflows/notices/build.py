@@ -8,12 +8,14 @@ only to that plan's participants, convener contact, coordinator, or the escalati
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import ColumnElement, Integer, Row, Select, String, any_, bindparam, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sipflows.checks.base import Finding
@@ -45,15 +47,45 @@ def chunked(ids: Iterable[int], size: int = CHUNK) -> Iterable[list[int]]:
         yield ordered[start : start + size]
 
 
+# Ids per statement of :func:`rows_by_id`: one bound value however many; this only bounds its size.
+ID_CHUNK = 20_000
+
+
+def ids_in(session: Session, column: InstrumentedAttribute[int], ids: Sequence[int]) -> ColumnElement[bool]:
+    """``column`` among ``ids`` in a single bound value: an integer array on PostgreSQL (``= ANY``), a
+    JSON array read by ``json_each`` on SQLite. The statement is the same for any number of ids, so it is
+    compiled once and not re-rendered with hundreds of literals per chunk."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return column == any_(bindparam("ids", list(ids), type_=postgresql.ARRAY(Integer())))
+    if dialect == "sqlite":
+        each = func.json_each(bindparam("ids", json.dumps(list(ids)), type_=String())).table_valued("value")
+        return column.in_(select(each.c.value))
+    raise NotImplementedError(f"notices support SQLite and PostgreSQL, not {dialect}")
+
+
 def rows_by_id(
     session: Session, stmt: Select[*tuple[Any, ...]], column: InstrumentedAttribute[int], ids: Iterable[int]
 ) -> dict[int, Row[Any]]:
-    """``stmt`` filtered by ``column IN ids`` in chunks, keyed by the row's first column."""
-    out: dict[int, Row[Any]] = {}
-    for chunk in chunked(ids):
-        for row in session.execute(stmt.where(column.in_(chunk))):
-            out[row[0]] = row
-    return out
+    """``stmt`` with ``column`` among ``ids``, keyed by the row's first column (see :func:`rows_of`)."""
+    return {row[0]: row for row in rows_of(session, stmt, column, ids)}
+
+
+def rows_of(
+    session: Session, stmt: Select[*tuple[Any, ...]], column: InstrumentedAttribute[int], ids: Iterable[int]
+) -> Iterator[Row[*tuple[Any, ...]]]:
+    """Every row of ``stmt`` with ``column`` among ``ids``, in one statement per 20,000 ids.
+
+    Plain rows through the session's connection (the session's pending changes flushed first, as its own
+    ``execute`` would): no ORM result processing per row."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    if session.autoflush and (session.new or session.dirty or session.deleted):
+        session.flush()
+    connection = session.connection()
+    for start in range(0, len(wanted), ID_CHUNK):
+        yield from connection.execute(stmt.where(ids_in(session, column, wanted[start : start + ID_CHUNK])))
 
 
 def _object_kind(object_type: str) -> str:
@@ -86,10 +118,9 @@ class _Register:
             case_ids,
         )
         self.participants: dict[int, set[int]] = {}
-        for chunk in chunked(case_ids):
-            stmt = select(Participant.case_id, Participant.contact_id).where(Participant.case_id.in_(chunk))
-            for case_id, contact_id in session.execute(stmt):
-                self.participants.setdefault(case_id, set()).add(contact_id)
+        parties = select(Participant.case_id, Participant.contact_id)
+        for row in rows_of(session, parties, Participant.case_id, case_ids):
+            self.participants.setdefault(row[0], set()).add(row[1])
 
         self.invitations = rows_by_id(
             session,

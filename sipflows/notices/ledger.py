@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
+from itertools import repeat
 from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
-    Insert,
     Integer,
     String,
+    Table,
     Text,
     any_,
     bindparam,
@@ -28,7 +29,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy import cast as cast_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from sipflows.models import Contact, Notice, NoticeStatus
@@ -65,15 +67,6 @@ def message_id_for(key: str, domain: str) -> str:
     return f"<{digest}@{domain}>"
 
 
-def _insert_ignoring_duplicates(session: Session) -> Insert:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(Notice).on_conflict_do_nothing(index_elements=["key"])
-    if dialect == "sqlite":
-        return sqlite.insert(Notice).on_conflict_do_nothing(index_elements=["key"])
-    raise NotImplementedError(f"the ledger supports SQLite and PostgreSQL, not {dialect}")
-
-
 def enqueue(session: Session, drafts: Sequence[NoticeDraft], now: datetime, mail_domain: str) -> int:
     """Insert the drafts whose keys are new; returns how many were inserted. Does not commit.
 
@@ -83,23 +76,64 @@ def enqueue(session: Session, drafts: Sequence[NoticeDraft], now: datetime, mail
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     drafts = sorted({d.key: d for d in reversed(drafts)}.values(), key=lambda d: d.key)
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
         return _enqueue_postgresql(session, drafts, now, mail_domain)
+    if dialect == "sqlite":
+        return _enqueue_sqlite(session, drafts, now, mail_domain)
+    raise NotImplementedError(f"the ledger supports SQLite and PostgreSQL, not {dialect}")
+
+
+# Rows per executemany call on SQLite: memory for the processed values of one chunk, nothing else.
+_SQLITE_CHUNK = 5_000
+
+
+def _enqueue_sqlite(session: Session, drafts: Sequence[NoticeDraft], now: datetime, domain: str) -> int:
+    """``INSERT … ON CONFLICT (key) DO NOTHING`` through the driver's ``executemany`` (a loop in C); the
+    driver's row count is the number inserted. Each value goes through its column type's bind processor
+    first, as SQLAlchemy would send it; the values every row shares (status, times) are processed once."""
+    conn = session.connection()
+    dialect = conn.dialect
+    table = cast(Table, Notice.__table__)
+    shared: dict[str, Any] = {
+        "status": NoticeStatus.PENDING,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
+    names = [*_DRAFT_FIELDS, "message_id", *shared]
+    processors = {n: table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names}
+    for name, value in shared.items():
+        process = processors[name]
+        shared[name] = process(value) if process is not None else value
+    quote = dialect.identifier_preparer.quote
+    sql = (
+        f"INSERT INTO {dialect.identifier_preparer.format_table(table)} "
+        f"({', '.join(quote(n) for n in names)}) VALUES ({', '.join('?' * len(names))}) "
+        f"ON CONFLICT ({quote('key')}) DO NOTHING"
+    )
     inserted = 0
-    for start in range(0, len(drafts), _CHUNK):
-        rows = [
-            {
-                **{name: getattr(d, name) for name in _DRAFT_FIELDS},
-                "status": NoticeStatus.PENDING,
-                "attempts": 0,
-                "next_attempt_at": now,
-                "created_at": now,
-                "message_id": message_id_for(d.key, mail_domain),
-            }
-            for d in drafts[start : start + _CHUNK]
-        ]
-        stmt = _insert_ignoring_duplicates(session).returning(Notice.id)
-        inserted += len(session.connection().execute(stmt, rows).all())  # Core, not ORM bulk
+    cursor = conn.connection.cursor()
+    try:
+        for start in range(0, len(drafts), _SQLITE_CHUNK):
+            chunk = drafts[start : start + _SQLITE_CHUNK]
+            columns: list[Iterable[Any]] = []
+            for name in names:
+                if name in shared:
+                    columns.append(repeat(shared[name], len(chunk)))
+                    continue
+                if name == "message_id":
+                    values = [message_id_for(d.key, domain) for d in chunk]
+                else:
+                    values = [getattr(d, name) for d in chunk]
+                process = processors[name]
+                columns.append(values if process is None else [process(v) for v in values])
+            cursor.executemany(sql, list(zip(*columns, strict=True)))
+            inserted += cursor.rowcount  # executemany sums the rows each execution inserted
+    except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it
+        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
     return inserted
 
 
