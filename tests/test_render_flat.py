@@ -11,16 +11,15 @@ from typing import Any
 import pytest
 from jinja2 import DictLoader, Environment, StrictUndefined, UndefinedError, select_autoescape
 
+from sipflows.notices.flat import CannotFlatten, flat_template
 from sipflows.notices.render import (
     BUILTIN_TEMPLATES,
     FINDING_KINDS,
     MEETING_KINDS,
-    CannotFlatten,
     Renderer,
     contact_view,
     date_view,
     deviation_view,
-    flat_template,
     meeting_view,
 )
 from tests.test_render import full_context
@@ -164,6 +163,7 @@ def _env(templates: dict[str, str]) -> Environment:
         {"t.txt": '{% extends "l.txt" %}outside', "l.txt": "{% block b %}{% endblock %}"},
         {"t.html": '{% include "a.txt" %}', "a.txt": "<{{ v }}>"},
         {"t.txt": '{% include "t.txt" %}'},
+        {"t.txt": '{% include "missing.txt" %}'},
     ],
 )
 def test_what_cannot_be_inlined_simply_is_refused(templates: dict[str, str]) -> None:

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Integer, Row, Select, String, any_, bindparam, func, select
@@ -88,6 +89,7 @@ def rows_of(
         yield from connection.execute(stmt.where(ids_in(session, column, wanted[start : start + ID_CHUNK])))
 
 
+@lru_cache(maxsize=256)
 def _object_kind(object_type: str) -> str:
     """The object a finding is about; checks may append a due date to object_type (``case@2026-05-04``)."""
     for name in ("meeting", "invitation", "deviation", "case"):
@@ -190,6 +192,16 @@ class _Register:
             org_ids,
         )
         self._allowed: dict[int, set[int]] = {}
+
+    def may_receive(self, case_id: int, contact_id: int) -> bool:
+        """Whether ``contact_id`` is among :meth:`allowed_recipients`: a participant, the convener contact
+        or the coordinator without building the set (nearly every recipient is one of them)."""
+        case = self.cases[case_id]
+        if contact_id == case.convener_contact_id or contact_id == case.coordinator_contact_id:
+            return True
+        if contact_id in self.participants.get(case_id, ()):
+            return True
+        return contact_id in self.allowed_recipients(case_id)
 
     def allowed_recipients(self, case_id: int) -> set[int]:
         """Participants, convener contact, coordinator, and the escalation contacts of each of them
@@ -315,7 +327,10 @@ def build_notices(session: Session, findings: Sequence[Finding], settings: Setti
     findings whose object is gone are dropped and logged (by key and contact id only)."""
     if not findings:
         return []
-    kinds = {f.key: finding_kind(f.check, f.stage) for f in findings}  # fail before any work
+    stage_kinds: dict[tuple[str, str], str] = {}
+    for f in findings:  # fail before any work
+        if (f.check, f.stage) not in stage_kinds:
+            stage_kinds[f.check, f.stage] = finding_kind(f.check, f.stage)
     reg = _Register(session, findings)
     renderer = get_renderer(settings.template_dir)
     templates: dict[tuple[str, str], NoticeTemplates] = {}  # looked up once per kind and language
@@ -323,16 +338,16 @@ def build_notices(session: Session, findings: Sequence[Finding], settings: Setti
     for finding in findings:
         if not _consistent(reg, finding):
             continue
-        kind = kinds[finding.key]
-        allowed = reg.allowed_recipients(finding.case_id)
+        kind = stage_kinds[finding.check, finding.stage]
+        extra: int | None = None  # a deviation's concerning organisation's escalation contact
         if _object_kind(finding.object_type) == "deviation":
             org = reg.orgs.get(reg.deviations[finding.object_id].concerning_org_id)
-            if org is not None and org.escalation_contact_id is not None:
-                allowed = allowed | {org.escalation_contact_id}
+            if org is not None:
+                extra = org.escalation_contact_id
         meeting = _meeting_of(reg, finding)
         rendered: dict[str, Rendered] = {}
         for contact_id in dict.fromkeys(finding.recipients):
-            if contact_id not in allowed:
+            if contact_id != extra and not reg.may_receive(finding.case_id, contact_id):
                 log.warning(
                     "notice dropped: contact %s is not a contact of the plan of finding %s",
                     contact_id,

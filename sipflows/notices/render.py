@@ -24,19 +24,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import (
-    ChoiceLoader,
-    Environment,
-    FileSystemLoader,
-    StrictUndefined,
-    Template,
-    TemplateNotFound,
-    nodes,
-    select_autoescape,
-)
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
-from jinja2.visitor import NodeTransformer
 
+from sipflows.notices.flat import CannotFlatten, flat_template
 from sipflows.settings import Settings, get_settings
 from sipflows.stages import split_stage
 from sipflows.timeutil import local_datetime
@@ -167,12 +158,29 @@ def finding_kind(check: str, stage: str) -> str:
 # --- the allow list: plain views of the few fields a notice may show --------------------------------
 
 
+# A sweep shows the same few dates and clock times in thousands of notices: each is worded once. The
+# caches hold strings only; every view is a new dict.
+
+
+@lru_cache(maxsize=4096)
+def _date_words(d: date, lang: str) -> tuple[str, str, str]:
+    weekday = WEEKDAYS[lang][d.weekday()]
+    month = MONTHS[lang][d.month - 1]
+    return d.isoformat(), weekday, f"{weekday} {d.day} {month} {d.year}"
+
+
+@lru_cache(maxsize=4096)
+def _local_clock(dt: datetime) -> tuple[date, str]:
+    """The Stockholm date and ``HH:MM`` of an instant."""
+    local = local_datetime(dt)
+    return local.date(), local.strftime("%H:%M")
+
+
 def date_view(d: date | None, lang: str) -> dict[str, Any] | None:
     if d is None:
         return None
-    weekday = WEEKDAYS[lang][d.weekday()]
-    month = MONTHS[lang][d.month - 1]
-    return {"iso": d.isoformat(), "weekday": weekday, "text": f"{weekday} {d.day} {month} {d.year}"}
+    iso, weekday, text = _date_words(d, lang)
+    return {"iso": iso, "weekday": weekday, "text": text}
 
 
 def _safe_link(link: str | None) -> str | None:
@@ -194,7 +202,7 @@ def meeting_view(
     code: str | None = None,
 ) -> dict[str, Any]:
     """The meeting as people know it: local Stockholm date, weekday and clock times."""
-    start, end = local_datetime(starts_at), local_datetime(ends_at)
+    (start_date, start), (end_date, end) = _local_clock(starts_at), _local_clock(ends_at)
     kind = str(getattr(kind, "value", kind))
     link = (digital_link or "").strip() or None
     label = MEETING_KIND_LABELS[lang].get(kind, kind)
@@ -203,10 +211,10 @@ def meeting_view(
         "kind": kind,
         "kind_label": label,
         "kind_title": label[:1].upper() + label[1:],
-        "date": date_view(start.date(), lang),
-        "end_date": date_view(end.date(), lang) if end.date() != start.date() else None,
-        "start": start.strftime("%H:%M"),
-        "end": end.strftime("%H:%M"),
+        "date": date_view(start_date, lang),
+        "end_date": date_view(end_date, lang) if end_date != start_date else None,
+        "start": start,
+        "end": end,
         "place": (place or "").strip() or None,
         "link": link,
         "link_href": _safe_link(link),
@@ -238,7 +246,7 @@ def deviation_view(
         "severity": severity,
         "severity_label": SEVERITY_LABELS[lang].get(severity, severity),
         "high": severity == "high",
-        "reported": date_view(local_datetime(reported_at).date(), lang),
+        "reported": date_view(_local_clock(reported_at)[0], lang),
         "concerning_organisation": concerning_organisation,
     }
 
@@ -251,21 +259,23 @@ def principal_labels(principals: Sequence[str], lang: str) -> list[str]:
 
 
 _PLAIN = (str, bool, int, float, Decimal, date)
+# The same types exactly, and None: a set look-up settles nearly every value before isinstance is asked.
+_EXACTLY_PLAIN = frozenset({str, bool, int, float, Decimal, date, datetime, type(None)})
 
 
 def _check_plain(value: Any, path: str) -> None:
-    if value is None or isinstance(value, _PLAIN):
+    if type(value) in _EXACTLY_PLAIN or isinstance(value, _PLAIN):
         return
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, Mapping):
         for k, v in value.items():
-            if not isinstance(k, str):
+            if type(k) is not str and not isinstance(k, str):
                 raise RenderError(f"render context key {path}[{k!r}] is not a string")
-            if v is not None and not isinstance(v, _PLAIN):  # the path is spelt out for containers only
+            if type(v) not in _EXACTLY_PLAIN and not isinstance(v, _PLAIN):  # spelt out for containers only
                 _check_plain(v, f"{path}.{k}")
         return
     if isinstance(value, list | tuple):
         for i, v in enumerate(value):
-            if v is not None and not isinstance(v, _PLAIN):
+            if type(v) not in _EXACTLY_PLAIN and not isinstance(v, _PLAIN):
                 _check_plain(v, f"{path}[{i}]")
         return
     raise RenderError(
@@ -287,114 +297,6 @@ class _BuiltinEnvironment(Environment):
         if type(obj) is dict and attribute in obj:
             return obj[attribute]
         return super().getattr(obj, attribute)
-
-
-class CannotFlatten(Exception):
-    """A template uses something :class:`_Flattener` does not inline: it renders as Jinja loads it."""
-
-
-# Nodes whose meaning depends on a template's own scope or on other templates at run time.
-_KEEP_APART = (
-    nodes.Macro,
-    nodes.CallBlock,
-    nodes.Import,
-    nodes.FromImport,
-    nodes.Assign,
-    nodes.AssignBlock,
-    nodes.With,
-)
-
-
-class _Flattener(NodeTransformer):
-    """One template's syntax tree with its layout and includes put in place, as Jinja would render them.
-
-    ``{% include "name" %}`` becomes the included template's body in a scope of its own, and a template
-    that ``{% extends "layout" %}`` becomes the layout's tree with each ``{% block %}`` replaced by the
-    child's block of that name. Each file is parsed on its own (whitespace control, the trailing newline
-    dropped) and must autoescape as the rendered template does, so the output is the same, byte for byte
-    (tests compare every built-in template with Jinja's include/extends path); what cannot be inlined so
-    simply (macros, ``set``, imports, ``super()``, dynamic names) raises :class:`CannotFlatten`.
-    """
-
-    def __init__(self, env: Environment, autoescape: bool, seen: tuple[str, ...] = ()) -> None:
-        self.env = env
-        self.autoescape = autoescape
-        self.seen = seen
-        self.blocks: dict[str, nodes.Block] = {}
-
-    def tree(self, name: str) -> nodes.Template:
-        if name in self.seen:
-            raise CannotFlatten(f"{name} includes itself")
-        if self.env.loader is None:
-            raise CannotFlatten("no loader")
-        auto = self.env.autoescape(name) if callable(self.env.autoescape) else self.env.autoescape
-        if bool(auto) != self.autoescape:
-            raise CannotFlatten(f"{name} escapes differently")
-        source, filename, _ = self.env.loader.get_source(self.env, name)
-        tree = self.env.parse(source, name, filename)
-        for node in tree.find_all(_KEEP_APART):
-            raise CannotFlatten(f"{name} uses {type(node).__name__}")
-        for name_node in tree.find_all(nodes.Name):
-            if name_node.name in ("self", "super"):
-                raise CannotFlatten(f"{name} refers to {name_node.name}")
-        body = list(tree.body)
-        if body and isinstance(body[0], nodes.Extends):
-            return self._extended(name, body)
-        if any(True for _ in tree.find_all(nodes.Extends)):
-            raise CannotFlatten(f"{name} extends a layout after its start")
-        inner = _Flattener(self.env, self.autoescape, (*self.seen, name))
-        inner.blocks = self.blocks
-        flat: nodes.Template = inner.visit(tree)
-        return flat
-
-    def _extended(self, name: str, body: list[nodes.Node]) -> nodes.Template:
-        layout = body[0]
-        assert isinstance(layout, nodes.Extends)
-        if not isinstance(layout.template, nodes.Const):
-            raise CannotFlatten(f"{name} extends a layout named at run time")
-        blocks = dict(self.blocks)
-        for node in body[1:]:
-            if isinstance(node, nodes.Block):
-                if any(True for _ in node.find_all((nodes.Block, nodes.Extends))):
-                    raise CannotFlatten(f"{name} nests blocks")
-                blocks.setdefault(node.name, node)  # a child's block overrides its layout's
-            elif not (
-                isinstance(node, nodes.Output)
-                and all(isinstance(n, nodes.TemplateData) and not n.data.strip() for n in node.nodes)
-            ):
-                raise CannotFlatten(f"{name} has content outside its blocks")  # Jinja would drop it
-        parent = _Flattener(self.env, self.autoescape, (*self.seen, name))
-        parent.blocks = blocks
-        return parent.tree(str(layout.template.value))
-
-    def visit_Include(self, node: nodes.Include) -> nodes.Node:
-        if not isinstance(node.template, nodes.Const) or node.ignore_missing or not node.with_context:
-            raise CannotFlatten("an include that is not a plain file name")
-        included = _Flattener(self.env, self.autoescape, self.seen)
-        tree = included.tree(str(node.template.value))
-        if any(True for _ in tree.find_all(nodes.Block)):
-            raise CannotFlatten(f"{node.template.value} defines blocks")
-        return nodes.Scope(tree.body, lineno=node.lineno)
-
-    def visit_Block(self, node: nodes.Block) -> nodes.Node:
-        if node.required:
-            raise CannotFlatten(f"block {node.name} is required")
-        chosen = self.blocks.get(node.name, node)
-        if chosen is not node:  # the child's block, its includes inlined
-            chosen = _Flattener(self.env, self.autoescape, self.seen).visit(chosen)
-        else:
-            self.generic_visit(node)
-        return nodes.Scope(chosen.body, lineno=node.lineno)
-
-
-def flat_template(env: Environment, name: str) -> Template:
-    """``name`` compiled as one template, its layout and includes inlined (see :class:`_Flattener`):
-    rendering it makes one context instead of one per layout and include. Raises :class:`CannotFlatten`.
-    """
-    auto = env.autoescape(name) if callable(env.autoescape) else env.autoescape
-    tree = _Flattener(env, bool(auto)).tree(name)
-    code = env.compile(tree, name, name)
-    return env.template_class.from_code(env, code, env.make_globals(None))
 
 
 @dataclass(frozen=True)
@@ -452,7 +354,7 @@ class Renderer:
         except Exception as exc:  # TemplatesNotFound, TemplateSyntaxError: name the files looked for
             raise RenderError(f"no usable template for {kind} ({lang}) {part}: {exc}") from exc
         if self.template_dir is None and template.name is not None:
-            with contextlib.suppress(CannotFlatten, TemplateNotFound):  # else as loaded: a little slower
+            with contextlib.suppress(CannotFlatten):  # else as loaded: a little slower
                 template = flat_template(self.env, template.name)
             self._flat[kind, lang, part] = template
         return template
