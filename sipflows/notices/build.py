@@ -82,7 +82,7 @@ def rows_of(
     wanted = sorted(set(ids))
     if not wanted:
         return
-    if session.autoflush and (session.new or session.dirty or session.deleted):
+    if session.autoflush:  # a no-op when nothing is pending
         session.flush()
     connection = session.connection()
     for start in range(0, len(wanted), ID_CHUNK):
