@@ -98,10 +98,14 @@ class SweepFigures:
     statistics_tables: list[str] = field(default_factory=list)
     statistics_fresh_seconds: float = 0.0
     run_checks_seconds: float = 0.0
+    run_checks_cpu_seconds: float = 0.0
     run_checks_findings: int = 0
     first_day_seconds: float = 0.0
+    first_day_cpu_seconds: float = 0.0
     first_day_enqueued: int = 0
     steady_seconds: list[float] = field(default_factory=list)
+    steady_cpu_seconds: list[float] = field(default_factory=list)
+    load_average: list[float] = field(default_factory=list)  # 1-minute, before and after the sweeps
     steady_enqueued: int = 0
     peak_rss_mb: float = 0.0
     peak_rss_source: str = ""
@@ -379,22 +383,28 @@ def measure_sweep(engine: Engine, judged: date, repeat: int) -> SweepFigures:
     started = time.perf_counter()
     ensure_statistics(engine)
     figures.statistics_fresh_seconds = time.perf_counter() - started
+    figures.load_average.append(os.getloadavg()[0])
+    cpu = time.process_time()
     figures.run_checks_seconds, figures.run_checks_findings = run_once(engine, judged, None)
+    figures.run_checks_cpu_seconds = time.process_time() - cpu
 
     figures.peak_rss_source = _reset_peak_rss()
     try:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         first = run_sweep(engine, judged, policy, now, settings)
         figures.first_day_seconds = time.perf_counter() - started
+        figures.first_day_cpu_seconds = time.process_time() - cpu
         figures.first_day_enqueued = first.enqueued
         del first
         for i in range(repeat):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             again = run_sweep(engine, judged, policy, now + timedelta(hours=1 + i), settings)
             figures.steady_seconds.append(time.perf_counter() - started)
+            figures.steady_cpu_seconds.append(time.process_time() - cpu)
             figures.steady_enqueued += again.enqueued
             del again
         figures.peak_rss_mb = _peak_rss_mb()
+        figures.load_average.append(os.getloadavg()[0])
     finally:
         _forget_sweeps(engine)
     return figures
@@ -455,15 +465,19 @@ def report(f: DatabaseFigures) -> str:
             f"   statistics at the sweep's start (ensure_statistics): {w.statistics_seconds:.3f} s, "
             f"analysed {tables}; again when fresh {w.statistics_fresh_seconds:.3f} s",
             f"   run_checks (same run, for the ratios)   {w.run_checks_seconds:>7.3f} s  "
-            f"{w.run_checks_findings:,} findings",
+            f"(CPU {w.run_checks_cpu_seconds:.2f} s)  {w.run_checks_findings:,} findings",
             f"   first day: run_sweep                    {w.first_day_seconds:>7.3f} s  "
+            f"(CPU {w.first_day_cpu_seconds:.2f} s)  "
             f"{w.first_day_enqueued:,} notices enqueued  {w.first_day_ratio:.2f}x run_checks  "
             f"[target <= {TARGET_FIRST_DAY_SECONDS:.0f} s: "
             f"{ok[w.first_day_seconds <= TARGET_FIRST_DAY_SECONDS]}]",
             f"   steady state: run_sweep (median of {len(w.steady_seconds)}) {w.steady_median:>7.3f} s  "
             f"{w.steady_enqueued:,} enqueued  {w.steady_ratio:.2f}x run_checks  "
             f"[target <= {TARGET_STEADY_RATIO}x: {ok[w.steady_ratio <= TARGET_STEADY_RATIO]}]  "
-            f"runs: {', '.join(f'{x:.2f}' for x in w.steady_seconds)}",
+            f"runs: {', '.join(f'{x:.2f}' for x in w.steady_seconds)} "
+            f"(CPU {', '.join(f'{x:.2f}' for x in w.steady_cpu_seconds)})",
+            "   CPU = this process's (the database server's is not counted); load average (1 min) "
+            f"{' -> '.join(f'{x:.1f}' for x in w.load_average)}",
             f"   sweeps' peak RSS {w.peak_rss_mb:.0f} MB ({w.peak_rss_source})  "
             f"[target < {TARGET_SWEEP_RSS_MB:.0f} MB: {ok[w.peak_rss_mb < TARGET_SWEEP_RSS_MB]}]",
         ]

@@ -11,8 +11,10 @@ in batches, so memory holds one batch's notices at a time, not the day's.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 
@@ -107,6 +109,24 @@ def new_findings(session: Session, findings: Sequence[Finding]) -> list[Finding]
     return narrowed
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused for the checks and the notices, and resumed after.
+
+    A first day allocates millions of short-lived objects (rows, contexts, rendered parts) beside the day's
+    hundred thousand findings, and each of the collector's full passes walked all of them again: about a
+    sixth of the first day's CPU. What the sweep drops is freed by reference counting as before; any cycle
+    waits for the collector's next pass after the sweep (the sweeps' peak memory is measured with this).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def run_sweep(
     engine: Engine,
     judged: date,
@@ -128,17 +148,19 @@ def run_sweep(
         sweep = SweepRun(judged_on=judged, started_at=now, flow_run_id=flow_run_id)
         session.add(sweep)
         session.flush()
-        findings = run_checks(session, judged, policy, only=only)
-        enqueued = 0
-        notices: list[EnqueuedNotice] = []
-        for batch in _batches(findings, BATCH):
-            new = new_findings(session, batch)
-            if not new:
-                continue
-            inserted = enqueue_findings(session, new, now, settings)
-            if inserted:
-                enqueued += inserted
-                notices += _enqueued_rows(session, [f.notice_key(c) for f in new for c in f.recipients], now)
+        with _collector_paused():
+            findings = run_checks(session, judged, policy, only=only)
+            enqueued = 0
+            notices: list[EnqueuedNotice] = []
+            for batch in _batches(findings, BATCH):
+                new = new_findings(session, batch)
+                if not new:
+                    continue
+                inserted = enqueue_findings(session, new, now, settings)
+                if inserted:
+                    enqueued += inserted
+                    keys = [f.notice_key(c) for f in new for c in f.recipients]
+                    notices += _enqueued_rows(session, keys, now)
         notices.sort(key=lambda e: (e.reference, e.kind, e.recipient_organisation))
         result = SweepResult(judged, findings, enqueued, notices, sweep.id)
         sweep.findings = result.total_findings

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from sipflows.checks import run_checks
 from sipflows.db import ensure_statistics, make_engine, migrate, upgrade_register
 from sipflows.importer import import_files
+from sipflows.models import ClosedDay
 from sipflows.sweep import run_sweep
 from tests.factories import local
 from tests.test_checks_statements import JUDGED, POLICY, add_plans
@@ -129,3 +130,35 @@ def test_per_plan_meeting_look_ups_use_their_index_without_statistics(build, eng
             plan = [row[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
             subplans = [line for line in plan if "meetings_1" in line]
             assert subplans and all("ix_meetings_case_kind_status_start" in line for line in subplans), plan
+
+
+def test_the_meeting_ladders_scan_one_index_range_without_statistics(build, engine):
+    """An organisation with its own bound must not turn the ladders' query into SQLite's MULTI-INDEX OR
+    (one scan of nearly every held meeting per bound: a minute at 200,000 plans without statistics)."""
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL's autovacuum gathers statistics; SQLite never does by itself
+    region = some_plans(build)
+    for day in (9, 10, 11):  # the region's own bounds: its unit was closed the days before
+        build.session.add(ClosedDay(organisation_id=region["region"].id, day=date(2026, 3, day)))
+    build.session.commit()
+    drop_statistics(engine)
+    executed: list[tuple[str, object]] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        executed.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    with Session(engine) as session:
+        found = run_checks(session, JUDGED, POLICY, only=["documentation", "meeting_held"])
+    event.remove(engine, "before_cursor_execute", record)
+    assert found["documentation"] and found["meeting_held"]
+    ladders = [(s, p) for s, p in executed if "FROM meetings JOIN sip_cases" in s]
+    assert len(ladders) == 2
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        for statement, parameters in ladders:
+            plan = [row[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
+            assert not any("MULTI-INDEX OR" in line for line in plan), plan
+            assert sum("SEARCH meetings USING INDEX" in line for line in plan) == 1, plan
+    assert any("CASE WHEN" in s for s, _ in ladders)  # the region's own bound, in a CASE

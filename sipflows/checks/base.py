@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, case, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sipflows.models import CaseStatus, ClosedDay, Organisation, SipCase
@@ -170,6 +170,34 @@ def per_org(
     every: list[Bound] = [default]
     every.extend(differing)
     return and_(predicate(loosest(every)), exact)
+
+
+def per_org_case(
+    org_column: InstrumentedAttribute[int],
+    default: Bound,
+    special: Mapping[int, Bound],
+    predicate: Callable[[Bound], ColumnElement[bool]],
+    loosest: Callable[[Iterable[Bound]], Bound],
+) -> ColumnElement[bool]:
+    """:func:`per_org`, the exact bounds written as one ``CASE`` over the organisation instead of an ``OR``.
+
+    Without planner statistics SQLite splits an ``OR`` whose every term bounds an indexed column into
+    one index scan per term (``MULTI-INDEX OR``), each over nearly the whole range, and joins from every
+    row they find: for the meeting ladders at 200,000 plans a minute instead of a quarter of a second. A
+    ``CASE`` cannot be split: the loosest bound drives the one range scan with or without statistics.
+    Rows whose organisation is NULL match no branch, as no term of :func:`per_org` matches them.
+    """
+    differing: dict[Bound, list[int]] = {}
+    for oid, bound in sorted(special.items()):
+        if bound != default:
+            differing.setdefault(bound, []).append(oid)
+    if not differing:
+        return predicate(default)
+    whens = [(org_column.in_(group), predicate(bound)) for bound, group in differing.items()]
+    whens.append((org_column.is_not(None), predicate(default)))
+    every: list[Bound] = [default]
+    every.extend(differing)
+    return and_(predicate(loosest(every)), case(*whens))
 
 
 def case_is_open() -> ColumnElement[bool]:

@@ -21,6 +21,7 @@ from sipflows.checks.base import (
     escalation_recipients,
     ladder_stage,
     per_org,
+    per_org_case,
     sort_findings,
     unique_recipients,
 )
@@ -48,6 +49,9 @@ def meeting_findings(
     ``due_after`` working days after the meeting's local day, has reached a step on the judged day."""
     # due <= judged  <=>  the meeting started before the start of the local day after latest_base_date
     default, special = ctx.cutoffs(due_after)
+    # SQLite without statistics splits per_org's OR into a scan of every held meeting per bound; a CASE
+    # keeps it to one range. PostgreSQL filters either form in the join, but plans the OR better.
+    bounded = per_org_case if session.get_bind().dialect.name == "sqlite" else per_org
     convener = aliased(Contact)
     stmt = (
         select(
@@ -68,7 +72,7 @@ def meeting_findings(
         .join(Organisation, Organisation.id == SipCase.convener_org_id)
         .where(
             Meeting.status == status,
-            per_org(SipCase.convener_org_id, default, special, lambda c: Meeting.starts_at < c, max),
+            bounded(SipCase.convener_org_id, default, special, lambda c: Meeting.starts_at < c, max),
             *also,
             Meeting.kind.in_((MeetingKind.SIP_MEETING, MeetingKind.FOLLOW_UP)),
             case_is_open(),

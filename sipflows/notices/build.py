@@ -8,12 +8,15 @@ only to that plan's participants, convener contact, coordinator, or the escalati
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row, Select, select
+from sqlalchemy import ColumnElement, Integer, Row, Select, String, any_, bindparam, func, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sipflows.checks.base import Finding
@@ -45,17 +48,48 @@ def chunked(ids: Iterable[int], size: int = CHUNK) -> Iterable[list[int]]:
         yield ordered[start : start + size]
 
 
+# Ids per statement of :func:`rows_by_id`: one bound value however many; this only bounds its size.
+ID_CHUNK = 20_000
+
+
+def ids_in(session: Session, column: InstrumentedAttribute[int], ids: Sequence[int]) -> ColumnElement[bool]:
+    """``column`` among ``ids`` in a single bound value: an integer array on PostgreSQL (``= ANY``), a
+    JSON array read by ``json_each`` on SQLite. The statement is the same for any number of ids, so it is
+    compiled once and not re-rendered with hundreds of literals per chunk."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return column == any_(bindparam("ids", list(ids), type_=postgresql.ARRAY(Integer())))
+    if dialect == "sqlite":
+        each = func.json_each(bindparam("ids", json.dumps(list(ids)), type_=String())).table_valued("value")
+        return column.in_(select(each.c.value))
+    raise NotImplementedError(f"notices support SQLite and PostgreSQL, not {dialect}")
+
+
 def rows_by_id(
     session: Session, stmt: Select[*tuple[Any, ...]], column: InstrumentedAttribute[int], ids: Iterable[int]
 ) -> dict[int, Row[Any]]:
-    """``stmt`` filtered by ``column IN ids`` in chunks, keyed by the row's first column."""
-    out: dict[int, Row[Any]] = {}
-    for chunk in chunked(ids):
-        for row in session.execute(stmt.where(column.in_(chunk))):
-            out[row[0]] = row
-    return out
+    """``stmt`` with ``column`` among ``ids``, keyed by the row's first column (see :func:`rows_of`)."""
+    return {row[0]: row for row in rows_of(session, stmt, column, ids)}
 
 
+def rows_of(
+    session: Session, stmt: Select[*tuple[Any, ...]], column: InstrumentedAttribute[int], ids: Iterable[int]
+) -> Iterator[Row[*tuple[Any, ...]]]:
+    """Every row of ``stmt`` with ``column`` among ``ids``, in one statement per 20,000 ids.
+
+    Plain rows through the session's connection (the session's pending changes flushed first, as its own
+    ``execute`` would): no ORM result processing per row."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return
+    if session.autoflush:  # a no-op when nothing is pending
+        session.flush()
+    connection = session.connection()
+    for start in range(0, len(wanted), ID_CHUNK):
+        yield from connection.execute(stmt.where(ids_in(session, column, wanted[start : start + ID_CHUNK])))
+
+
+@lru_cache(maxsize=256)
 def _object_kind(object_type: str) -> str:
     """The object a finding is about; checks may append a due date to object_type (``case@2026-05-04``)."""
     for name in ("meeting", "invitation", "deviation", "case"):
@@ -86,10 +120,9 @@ class _Register:
             case_ids,
         )
         self.participants: dict[int, set[int]] = {}
-        for chunk in chunked(case_ids):
-            stmt = select(Participant.case_id, Participant.contact_id).where(Participant.case_id.in_(chunk))
-            for case_id, contact_id in session.execute(stmt):
-                self.participants.setdefault(case_id, set()).add(contact_id)
+        parties = select(Participant.case_id, Participant.contact_id)
+        for row in rows_of(session, parties, Participant.case_id, case_ids):
+            self.participants.setdefault(row[0], set()).add(row[1])
 
         self.invitations = rows_by_id(
             session,
@@ -159,6 +192,16 @@ class _Register:
             org_ids,
         )
         self._allowed: dict[int, set[int]] = {}
+
+    def may_receive(self, case_id: int, contact_id: int) -> bool:
+        """Whether ``contact_id`` is among :meth:`allowed_recipients`: a participant, the convener contact
+        or the coordinator without building the set (nearly every recipient is one of them)."""
+        case = self.cases[case_id]
+        if contact_id == case.convener_contact_id or contact_id == case.coordinator_contact_id:
+            return True
+        if contact_id in self.participants.get(case_id, ()):
+            return True
+        return contact_id in self.allowed_recipients(case_id)
 
     def allowed_recipients(self, case_id: int) -> set[int]:
         """Participants, convener contact, coordinator, and the escalation contacts of each of them
@@ -284,7 +327,10 @@ def build_notices(session: Session, findings: Sequence[Finding], settings: Setti
     findings whose object is gone are dropped and logged (by key and contact id only)."""
     if not findings:
         return []
-    kinds = {f.key: finding_kind(f.check, f.stage) for f in findings}  # fail before any work
+    stage_kinds: dict[tuple[str, str], str] = {}
+    for f in findings:  # fail before any work
+        if (f.check, f.stage) not in stage_kinds:
+            stage_kinds[f.check, f.stage] = finding_kind(f.check, f.stage)
     reg = _Register(session, findings)
     renderer = get_renderer(settings.template_dir)
     templates: dict[tuple[str, str], NoticeTemplates] = {}  # looked up once per kind and language
@@ -292,16 +338,16 @@ def build_notices(session: Session, findings: Sequence[Finding], settings: Setti
     for finding in findings:
         if not _consistent(reg, finding):
             continue
-        kind = kinds[finding.key]
-        allowed = reg.allowed_recipients(finding.case_id)
+        kind = stage_kinds[finding.check, finding.stage]
+        extra: int | None = None  # a deviation's concerning organisation's escalation contact
         if _object_kind(finding.object_type) == "deviation":
             org = reg.orgs.get(reg.deviations[finding.object_id].concerning_org_id)
-            if org is not None and org.escalation_contact_id is not None:
-                allowed = allowed | {org.escalation_contact_id}
+            if org is not None:
+                extra = org.escalation_contact_id
         meeting = _meeting_of(reg, finding)
         rendered: dict[str, Rendered] = {}
         for contact_id in dict.fromkeys(finding.recipients):
-            if contact_id not in allowed:
+            if contact_id != extra and not reg.may_receive(finding.case_id, contact_id):
                 log.warning(
                     "notice dropped: contact %s is not a contact of the plan of finding %s",
                     contact_id,
