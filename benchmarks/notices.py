@@ -55,7 +55,8 @@ from sipflows.models import (
     Principal,
     SipCase,
 )
-from sipflows.notices.dispatch import _load_context, build_message, dispatch
+from sipflows.notices.dispatch import dispatch
+from sipflows.notices.dispatch.messages import build_message, load_context
 from sipflows.notices.invitations import sync_invitations
 from sipflows.settings import Settings
 from sipflows.transports.mime import mime_bytes, sender_address
@@ -178,7 +179,7 @@ def prebuilt_messages(engine: Engine, settings: Settings) -> list[tuple[str, byt
         rows = list(conn.execute(select(Notice.__table__).order_by(Notice.id)).mappings())
         for start in range(0, len(rows), 1000):
             chunk = rows[start : start + 1000]
-            ctx = _load_context(conn, chunk, (settings.organizer(), settings.sender_name))
+            ctx = load_context(conn, chunk, (settings.organizer(), settings.sender_name))
             for row in chunk:
                 message = build_message(row, ctx, NOW)
                 out.append((message.to_address, mime_bytes(message, sender)))

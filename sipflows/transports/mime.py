@@ -15,10 +15,8 @@ one and mail clients treat it as the same message.
 from __future__ import annotations
 
 import base64
-import binascii
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email import base64mime, encoders, policy, quoprimime
 from email.charset import BASE64, QP, Charset
@@ -33,7 +31,7 @@ from email.utils import format_datetime, formataddr
 from typing import Any
 
 from sipflows.addresses import check_address
-from sipflows.transports.base import OutgoingMessage
+from sipflows.transports.base import Attachment, OutgoingMessage
 
 _MAX_LINE = 78  # RFC 5322 2.1.1
 
@@ -72,56 +70,6 @@ class _MailPolicy(Compat32):
 MIME_POLICY = _MailPolicy(linesep="\r\n")
 
 ICS_METHODS = ("REQUEST", "CANCEL")
-
-
-@dataclass(frozen=True)
-class Attachment:
-    filename: str
-    content_type: str
-    content: bytes
-
-
-@dataclass(frozen=True)
-class MailMessage(OutgoingMessage):
-    """An ``OutgoingMessage`` plus what only mail transports need: the Date to stamp and files.
-
-    Dispatch always builds these; a transport that only knows ``OutgoingMessage`` ignores the extras.
-    """
-
-    date: datetime | None = None
-    attachments: tuple[Attachment, ...] = ()
-
-
-class AttachmentError(ValueError):
-    """``Notice.attachments`` cannot be turned into MIME parts (the notice can never be sent as is)."""
-
-
-def attachments_from_json(data: Mapping[str, Any] | None) -> tuple[Attachment, ...]:
-    """``{"files": [{"filename", "content_type", "content_base64"}]}`` → attachments; strict."""
-    if not data:
-        return ()
-    files = data.get("files")
-    if not isinstance(files, list):
-        raise AttachmentError("attachments: 'files' must be a list")
-    out: list[Attachment] = []
-    for i, f in enumerate(files):
-        if not isinstance(f, Mapping):
-            raise AttachmentError(f"attachments.files[{i}]: not an object")
-        filename, ctype, b64 = f.get("filename"), f.get("content_type"), f.get("content_base64")
-        if not isinstance(filename, str) or not filename.strip():
-            raise AttachmentError(f"attachments.files[{i}]: filename missing")
-        if not isinstance(ctype, str) or ctype.count("/") != 1:
-            raise AttachmentError(f"attachments.files[{i}] ({filename}): content_type must be type/subtype")
-        if not isinstance(b64, str):
-            raise AttachmentError(f"attachments.files[{i}] ({filename}): content_base64 missing")
-        try:
-            content = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise AttachmentError(
-                f"attachments.files[{i}] ({filename}): content_base64 is not base64"
-            ) from None
-        out.append(Attachment(filename=filename, content_type=ctype.strip().lower(), content=content))
-    return tuple(out)
 
 
 def sender_address(address: str, name: str | None = None) -> Address:
@@ -220,7 +168,7 @@ def _boundary() -> str:
 
 def _checked(message: OutgoingMessage, now: datetime | None) -> tuple[datetime, str, str | None]:
     """(Date, recipient, ics method) — or ``ValueError`` when the message cannot be written."""
-    date = now or (message.date if isinstance(message, MailMessage) else None)
+    date = now or (message.date)
     if date is None:
         # the transport edge is the only place allowed to read the clock, and only as a fallback
         date = datetime.now(UTC)
@@ -263,14 +211,14 @@ def render_mime(
     now: datetime | None = None,
     attachments: Sequence[Attachment] | None = None,
 ) -> Message:
-    """The message to send or store, as the standard library's classes. ``now`` (or the MailMessage's
+    """The message to send or store, as the standard library's classes. ``now`` (or the message's
     ``date``) becomes the Date header.
 
     Raises ``ValueError`` when the recipient or ics method cannot be put into a message.
     """
     date, to_address, method = _checked(message, now)
     if attachments is None:
-        attachments = message.attachments if isinstance(message, MailMessage) else ()
+        attachments = message.attachments
 
     body = MIMEMultipart("alternative", boundary=_boundary(), policy=MIME_POLICY)
     body.attach(_text_part(message.body_text, "plain", QP))
@@ -340,7 +288,7 @@ def mime_bytes(
     object tree, which cost several times the SMTP conversation. With files, ``render_mime`` writes it.
     """
     if attachments is None:
-        attachments = message.attachments if isinstance(message, MailMessage) else ()
+        attachments = message.attachments
     if attachments:
         return render_mime(message, sender, now=now, attachments=attachments).as_bytes(policy=MIME_POLICY)
     date, to_address, method = _checked(message, now)
