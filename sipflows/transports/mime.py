@@ -15,6 +15,7 @@ one and mail clients treat it as the same message.
 from __future__ import annotations
 
 import base64
+import functools
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -246,9 +247,18 @@ _CRLF = b"\r\n"
 _TEXT_HEADERS = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: %s\r\n'
 
 
+# The bodies and calendar parts of a meeting's invitations are the same for every invitee (they are
+# rendered once per meeting and language), and dispatch sends them one after the other: each is encoded
+# once. The caches hold the last few texts only.
+@functools.lru_cache(maxsize=32)
 def _qp(text: str) -> bytes:
     # the standard library's own encoder, as Charset("utf-8") with QP body encoding uses it
     return quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), eol="\r\n").encode("ascii")
+
+
+@functools.lru_cache(maxsize=16)
+def _base64(text: str) -> bytes:
+    return base64mime.body_encode(text.encode("utf-8"), eol="\r\n").encode("ascii")
 
 
 def _alternative_bytes(message: OutgoingMessage, method: str | None) -> tuple[bytes, bytes]:
@@ -259,7 +269,7 @@ def _alternative_bytes(message: OutgoingMessage, method: str | None) -> tuple[by
     ]
     if message.ics and method:
         # base64 as Exchange sends it: no transfer encoding can disturb RFC 5545 line folding
-        calendar = base64mime.body_encode(message.ics.encode("utf-8"), eol="\r\n").encode("ascii")
+        calendar = _base64(message.ics)
         headers = (
             b"Content-Transfer-Encoding: base64\r\n"
             b'Content-Type: text/calendar; charset="utf-8"; method="%s"\r\n' % method.encode("ascii")

@@ -22,6 +22,29 @@ notices = cast(Table, Notice.__table__)
 
 Row = Mapping[Any, Any]  # a ledger row as SQLAlchemy returns it (RowMapping)
 
+# what sending and recording a claimed notice read of its row (not its status, times or last error)
+_SENDING = [
+    notices.c[name]
+    for name in (
+        "id",
+        "key",
+        "kind",
+        "meeting_id",
+        "contact_id",
+        "address",
+        "subject",
+        "body_text",
+        "body_html",
+        "ics",
+        "ics_method",
+        "ics_sequence",
+        "attachments",
+        "attempts",
+        "message_id",
+        "external_id",
+    )
+]
+
 LeaseClock = Callable[[], datetime]
 
 
@@ -47,7 +70,7 @@ def _claim_in(
 ) -> list[Row]:
     # PostgreSQL: the server's clock, the same for every dispatcher; SQLite: the machine's
     clock_now: Any = func.now() if conn.dialect.name == "postgresql" else lease_clock()
-    stmt = select(notices).where(_due(now, clock_now)).order_by(notices.c.id).limit(limit)
+    stmt = select(*_SENDING).where(_due(now, clock_now)).order_by(notices.c.id).limit(limit)
     if conn.dialect.name != "sqlite":
         stmt = stmt.with_for_update(skip_locked=True)
     rows: list[Row] = list(conn.execute(stmt).mappings())
