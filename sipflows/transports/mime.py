@@ -123,6 +123,7 @@ def encoded_words(text: str, max_bytes: int = 42) -> str:
     return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words)
 
 
+@functools.lru_cache(maxsize=64)  # the sender's, and a convener's on each of a meeting's invitations
 def _address_header(name: str | None, address: str) -> str:
     name = _one_line(name or "")
     if name.isascii():
@@ -182,13 +183,18 @@ def _checked(message: OutgoingMessage, now: datetime | None) -> tuple[datetime, 
     return date, to_address, method
 
 
+@functools.lru_cache(maxsize=4)  # a dispatch stamps every message with the run's time
+def _date_header(date: datetime) -> str:
+    return format_datetime(date.astimezone(UTC))
+
+
 def _headers(
     message: OutgoingMessage, sender: Address, date: datetime, to_address: str
 ) -> list[tuple[str, str]]:
     """The top-level headers after Content-Type and MIME-Version, in order, as ASCII values."""
     headers = [
         ("Message-ID", _one_line(message.message_id)),
-        ("Date", format_datetime(date.astimezone(UTC))),
+        ("Date", _date_header(date)),
         ("From", _address_header(sender.display_name, sender.addr_spec)),
         ("To", _address_header(message.to_name, to_address)),
     ]

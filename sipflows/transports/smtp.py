@@ -222,7 +222,9 @@ class SmtpTransport:
         stuffed = _LEADING_DOT.sub(b"..", data) if data.startswith(b".") or b"\n." in data else data
         if not stuffed.endswith(b"\r\n"):
             stuffed += b"\r\n"
-        return PreparedMail(smtplib.quoteaddr(message.to_address.strip()), len(data), stuffed + b".\r\n")
+        # mime_bytes accepted the address as a plain local@domain: smtplib.quoteaddr would only add <>
+        recipient = f"<{message.to_address.strip()}>"
+        return PreparedMail(recipient, len(data), stuffed + b".\r\n")
 
     def _sendmail(self, smtp: smtplib.SMTP, mail: PreparedMail, before_commit: Callable[[], None]) -> None:
         """``smtplib.SMTP.sendmail`` for one recipient, calling ``before_commit`` before DATA.

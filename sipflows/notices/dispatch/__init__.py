@@ -10,8 +10,15 @@ the rest back, so nothing is sent on a claim that may have expired. Each notice'
 sent; failed, retried after an exponential backoff (``min(backoff_base * 2**(attempts-1), backoff_max)``);
 or dead — at once after a permanent refusal (5xx, an unusable address), or after ``max_attempts`` tries.
 One bad notice never stops the batch. Outcomes are written by a recorder thread, in transactions of up to
-50 outcomes (or what has arrived within 0.2 s), while the next messages are being sent; a batch ends only
+50 outcomes (or what has arrived within 0.2 s), while the next messages are being sent; a run ends only
 once all its outcomes are committed.
+
+Three threads share the work (``send``): a producer claims batches and builds their messages (for SMTP
+the very bytes of the wire) at most 64 ahead of the sender; the caller's thread holds only the transport's
+conversation; the recorder commits outcomes. Over SMTP the producer claims the next batch while the
+last messages of the current one go, so a dispatcher holds at most two batches' claims at once; a
+process killed then leaves those unsent claims to run out their lease (they are sent on a later run,
+once). Other transports get the next batch claimed only once the previous one is sent and recorded.
 
 Leases run on a real clock, never on the run's ``now``: the database server's (``now()``) on PostgreSQL,
 so that a dispatcher whose clock runs ahead, or a ``--now`` given by hand, cannot take over a batch

@@ -13,7 +13,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, CursorResult, Engine, Integer, String, Text, bindparam, func, update
+from sqlalchemy import (
+    Connection,
+    CursorResult,
+    Engine,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    func,
+    tuple_,
+    update,
+)
 
 from sipflows.models import Invitation, NoticeStatus, UTCDateTime
 from sipflows.notices.dispatch.claims import Row, notices
@@ -36,6 +47,32 @@ _MARK_SENT = (
         external_id=func.coalesce(bindparam("b_external", type_=String()), notices.c.external_id),
     )
 )
+# a group's sent notices at once: attempts + 1 is the claimed row's attempts + 1, as the claim still holds
+_MARK_SENT_ALL = (
+    update(notices)
+    .where(
+        notices.c.id.in_(bindparam("b_ids", expanding=True)),
+        notices.c.claimed_by == bindparam("b_worker"),
+    )
+    .values(
+        status=NoticeStatus.SENT,
+        sent_at=bindparam("b_at", type_=UTCDateTime()),
+        attempts=notices.c.attempts + 1,
+        claimed_until=None,
+        last_error=None,
+    )
+)
+
+
+def _marked_invited(pairs: Sequence[tuple[int, int]]) -> Any:
+    """Marks the invitations of these (meeting, contact) pairs as sent at ``b_at``, unless already."""
+    return (
+        update(Invitation)
+        .where(tuple_(Invitation.meeting_id, Invitation.contact_id).in_(pairs), Invitation.sent_at.is_(None))
+        .values(sent_at=bindparam("b_at", type_=UTCDateTime()))
+    )
+
+
 _MARK_INVITED = (
     update(Invitation)
     .where(
@@ -141,11 +178,19 @@ class Recorder:
                 self.sent(row, result)
             return
         invited = [
-            {"b_meeting": row["meeting_id"], "b_contact": row["contact_id"], "b_at": self.now}
+            (row["meeting_id"], row["contact_id"])
             for row, result, _, _ in outcomes
             if result is not None and self._is_invitation(row)
         ]
-        sent = [self._sent_params(row, result) for row, result, _, _ in outcomes if result is not None]
+        # what sent without an item id (every SMTP outcome) is one set-based UPDATE; with one, row by row
+        plain = [
+            row["id"] for row, result, _, _ in outcomes if result is not None and result.external_id is None
+        ]
+        sent = [
+            self._sent_params(row, result)
+            for row, result, _, _ in outcomes
+            if result is not None and result.external_id is not None
+        ]
         failed = [
             self._failed_params(row, why, perm) for row, result, why, perm in outcomes if result is None
         ]
@@ -153,8 +198,15 @@ class Recorder:
         conn.exec_driver_sql("BEGIN")
         try:
             if invited:
-                conn.execute(_MARK_INVITED, invited)
-            done = cast(CursorResult[Any], conn.execute(_MARK_SENT, sent)).rowcount if sent else 0
+                conn.execute(_marked_invited(invited), {"b_at": self.now})
+            done = 0
+            if plain:
+                marked = conn.execute(
+                    _MARK_SENT_ALL, {"b_ids": plain, "b_worker": self.worker_id, "b_at": self.now}
+                )
+                done += cast(CursorResult[Any], marked).rowcount
+            if sent:
+                done += cast(CursorResult[Any], conn.execute(_MARK_SENT, sent)).rowcount
             if failed:
                 conn.execute(_MARK_FAILED, failed)
             conn.exec_driver_sql("COMMIT")
@@ -162,11 +214,12 @@ class Recorder:
             if not conn.invalidated:
                 conn.exec_driver_sql("ROLLBACK")
             raise
-        if 0 <= done < len(sent):
+        sent_count = len(plain) + len(sent)
+        if 0 <= done < sent_count:
             log.warning(
                 "%d of %d notices were reclaimed by another dispatcher before they were recorded",
-                len(sent) - done,
-                len(sent),
+                sent_count - done,
+                sent_count,
             )
 
     def status_after_failure(self, row: Row, permanent: bool) -> NoticeStatus:

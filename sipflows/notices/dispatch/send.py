@@ -1,4 +1,5 @@
-"""The send loop: claim a batch, send it through one transport context, hand outcomes to the recorder."""
+"""The send loop: a producer thread claims batches and builds their messages ahead; the caller's thread
+sends each batch through one transport context and hands the outcomes to the recorder thread."""
 
 from __future__ import annotations
 
@@ -74,12 +75,11 @@ class _Producer:
     not yet taken by the sender is in ``held``: what the sender gives back when it stops.
     """
 
-    AHEAD = 16
+    AHEAD = 64
 
     def __init__(
         self,
         engine: Engine,
-        transport: Transport,
         now: datetime,
         settings: Settings,
         size: int,
@@ -91,7 +91,7 @@ class _Producer:
         ahead: bool,
         prepare: Callable[[OutgoingMessage], object] | None,
     ) -> None:
-        self.engine, self.transport, self.now, self.settings = engine, transport, now, settings
+        self.engine, self.now, self.settings = engine, now, settings
         self.size, self.worker, self.max_batches = size, worker, max_batches
         self.clock, self.lease_clock, self.ahead, self.prepare = clock, lease_clock, ahead, prepare
         self.held: set[int] = set()
@@ -147,8 +147,9 @@ class _Producer:
 
     def _may_claim(self, last_empty: bool) -> bool:
         """Wait until another batch may be claimed; False once stopped."""
+        most = 2 if self.ahead and not last_empty else 1  # batches claimed at once, this one included
         with self._cond:
-            while not self._stopped and self._outstanding and (last_empty or not self.ahead):
+            while not self._stopped and self._outstanding >= most:
                 self._cond.wait()
             return not self._stopped
 
@@ -234,7 +235,6 @@ def _send_all(
     )
     producer = _Producer(
         engine,
-        transport,
         now,
         settings,
         size,
