@@ -14,7 +14,7 @@ One bad notice never stops the batch. Outcomes are written by a recorder thread,
 once all its outcomes are committed.
 
 Three threads share the work (``send``): a producer claims batches and builds their messages (for SMTP
-the very bytes of the wire) at most 64 ahead of the sender; the caller's thread holds only the transport's
+the very bytes of the wire) at most 200 ahead of the sender; the caller's thread holds only the transport's
 conversation; the recorder commits outcomes. Over SMTP the producer claims the next batch while the
 last messages of the current one go, so a dispatcher holds at most two batches' claims at once; a
 process killed then leaves those unsent claims to run out their lease (they are sent on a later run,

@@ -68,18 +68,22 @@ def _due(now: datetime, clock_now: Any) -> Any:
 def _claim_in(
     conn: Connection, now: datetime, limit: int, worker_id: str, lease: timedelta, lease_clock: LeaseClock
 ) -> list[Row]:
+    """One statement: the ids of the first due notices (only they are sorted and locked), claimed, and
+    what sending them needs returned. Reading the wide rows in the select would sort every due notice
+    with its bodies, a cost that grows with the backlog."""
     # PostgreSQL: the server's clock, the same for every dispatcher; SQLite: the machine's
     clock_now: Any = func.now() if conn.dialect.name == "postgresql" else lease_clock()
-    stmt = select(*_SENDING).where(_due(now, clock_now)).order_by(notices.c.id).limit(limit)
+    first = select(notices.c.id).where(_due(now, clock_now)).order_by(notices.c.id).limit(limit)
     if conn.dialect.name != "sqlite":
-        stmt = stmt.with_for_update(skip_locked=True)
+        first = first.with_for_update(skip_locked=True)
+    stmt = (
+        update(notices)
+        .where(notices.c.id.in_(first.scalar_subquery()))
+        .values(claimed_until=clock_now + lease, claimed_by=worker_id)
+        .returning(*_SENDING)
+    )
     rows: list[Row] = list(conn.execute(stmt).mappings())
-    if rows:
-        conn.execute(
-            update(notices)
-            .where(notices.c.id.in_([r["id"] for r in rows]))
-            .values(claimed_until=clock_now + lease, claimed_by=worker_id)
-        )
+    rows.sort(key=lambda r: r["id"])  # RETURNING follows no order
     return rows
 
 

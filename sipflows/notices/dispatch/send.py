@@ -75,7 +75,7 @@ class _Producer:
     not yet taken by the sender is in ``held``: what the sender gives back when it stops.
     """
 
-    AHEAD = 64
+    AHEAD = 200
 
     def __init__(
         self,
