@@ -55,7 +55,8 @@ from sipflows.models import (
     Principal,
     SipCase,
 )
-from sipflows.notices.dispatch import _load_context, build_message, dispatch
+from sipflows.notices.dispatch import dispatch
+from sipflows.notices.dispatch.messages import build_message, load_context
 from sipflows.notices.invitations import sync_invitations
 from sipflows.settings import Settings
 from sipflows.transports.mime import mime_bytes, sender_address
@@ -178,7 +179,7 @@ def prebuilt_messages(engine: Engine, settings: Settings) -> list[tuple[str, byt
         rows = list(conn.execute(select(Notice.__table__).order_by(Notice.id)).mappings())
         for start in range(0, len(rows), 1000):
             chunk = rows[start : start + 1000]
-            ctx = _load_context(conn, chunk, (settings.organizer(), settings.sender_name))
+            ctx = load_context(conn, chunk, (settings.organizer(), settings.sender_name))
             for row in chunk:
                 message = build_message(row, ctx, NOW)
                 out.append((message.to_address, mime_bytes(message, sender)))
@@ -218,12 +219,12 @@ def run_dispatchers(engine: Engine, settings: Settings, n: int) -> tuple[int, in
     return int(sent), int(failed), int(dead), float(cpu)
 
 
-def fresh_database(url: str | None, folder: Path) -> tuple[Engine, str | None]:
+def fresh_database(url: str | None, folder: Path, schema: str | None = None) -> tuple[Engine, str | None]:
     if url is None:
         return make_engine(f"sqlite:///{folder / 'bench.sqlite'}"), None
     if make_url(url).get_backend_name() != "postgresql":
         return make_engine(url), None
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    schema = schema or f"bench_{uuid.uuid4().hex[:12]}"
     admin = make_engine(url)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
@@ -245,6 +246,11 @@ def drop_schema(url: str, schema: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--database-url", help="PostgreSQL URL (a fresh schema is used); default SQLite")
+    ap.add_argument(
+        "--schema",
+        help="PostgreSQL schema to create, use and drop (default bench_ plus a random suffix); "
+        "must not exist yet",
+    )
     ap.add_argument("--notices", type=int, default=50_000, help="invitations to render, enqueue and send")
     ap.add_argument("--batch-size", type=int, default=200, help="dispatch batch size")
     ap.add_argument("--no-floor", action="store_true", help="skip the bare smtplib floor")
@@ -264,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     meetings = max(1, args.notices // INVITEES)
 
     with tempfile.TemporaryDirectory() as tmp:
-        engine, schema = fresh_database(args.database_url, Path(tmp))
+        engine, schema = fresh_database(args.database_url, Path(tmp), args.schema)
         try:
             migrate(engine)
             t0 = time.perf_counter()

@@ -10,13 +10,12 @@ import pytest
 from icalendar import Calendar
 
 from sipflows.notices.calendar import (
-    CalendarAttendee,
-    MeetingEvent,
     meeting_cancel,
     meeting_info_from_ics,
     meeting_request,
     stockholm_vtimezone,
 )
+from sipflows.transports.base import Attendee, MeetingInfo
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 NOW = datetime(2026, 3, 2, 8, 15, 30, tzinfo=UTC)
@@ -27,20 +26,20 @@ def event(
     sequence: int = 0,
     place: str | None = "Vårdcentralen Köping, rum 3; plan 2",
     link: str | None = None,
-) -> MeetingEvent:
-    return MeetingEvent(
+) -> MeetingInfo:
+    return MeetingInfo(
         uid="SIP-2026-1-M1@sipflows.test",
         sequence=sequence,
         starts_at=starts_at,
         ends_at=starts_at + timedelta(minutes=90),
-        summary="SIP-möte, plan SIP-2026-1",
+        subject="SIP-möte, plan SIP-2026-1",
         description="SIP-möte i plan SIP-2026-1.\n\nSyfte och frågor:\nSkolstart",
         organizer_email="sara@kommun.example.se",
         organizer_name="Socialsekreterare Sara",
-        attendees=[
-            CalendarAttendee("rolf@region.example.se", "Distriktssköterska Rolf", True),
-            CalendarAttendee("fk@fk.example.se", "Försäkringskassan, SIP", False),
-        ],
+        attendees=(
+            Attendee("rolf@region.example.se", "Distriktssköterska Rolf", True),
+            Attendee("fk@fk.example.se", "Försäkringskassan, SIP", False),
+        ),
         place=place,
         digital_link=link,
     )
@@ -158,12 +157,12 @@ def test_meeting_info_round_trip_for_native_transports() -> None:
 def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
         meeting_request(event(), datetime(2026, 3, 1))
-    bad = MeetingEvent(
+    bad = MeetingInfo(
         uid="u",
         sequence=0,
         starts_at=NOW,
         ends_at=NOW,
-        summary="s",
+        subject="s",
         description="d",
         organizer_email="o@x",
         organizer_name="O",
@@ -178,7 +177,7 @@ def test_names_are_one_line_without_double_quotes_and_the_chair_is_marked() -> N
     odd = replace(
         event(),
         organizer_name='Sara "Sassa" Berg\nvia SIP-kallelser',
-        attendees=[CalendarAttendee("sara@kommun.example.se", 'Sara "Sassa"\r\nBerg', True, chair=True)],
+        attendees=(Attendee("sara@kommun.example.se", 'Sara "Sassa"\r\nBerg', True, chair=True),),
     )
     ics = meeting_request(odd, NOW)
     unfolded = ics.replace("\r\n ", "")

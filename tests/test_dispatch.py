@@ -338,6 +338,21 @@ def test_server_down_costs_no_attempts_and_recovery_sends_once(engine):
     assert {(n.status, n.attempts) for n in ledger(engine).values()} == {(NoticeStatus.SENT, 1)}
 
 
+def test_an_outage_gives_back_the_batches_claimed_ahead_too(engine):
+    """Over SMTP the next batch is claimed while the current one goes: an outage gives both back."""
+    add(engine, [draft(n) for n in range(1, 8)])
+    settings = fast_settings(None, batch_size=2)  # a free port where nobody listens
+    with pytest.raises(TransportUnavailable) as raised:
+        dispatch(engine, SmtpTransport(settings), NOW, settings)
+    done = raised.value.summary
+    assert (done.sent, done.failed, done.dead, done.batches) == (0, 0, 0, 1)
+    assert done.held_back in (2, 4)  # the batch it tried, and the next if it was claimed already
+    assert {
+        (n.status, n.attempts, n.next_attempt_at, n.claimed_until, n.last_error)
+        for n in ledger(engine).values()
+    } == {(NoticeStatus.PENDING, 0, NOW, None, None)}
+
+
 def test_a_server_that_dies_mid_batch_gives_the_rest_back(engine):
     add(engine, [draft(n) for n in range(1, 6)])
     server = start_smtp_server()

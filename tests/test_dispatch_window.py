@@ -37,6 +37,18 @@ PIPELINED_CHILD = CHILD.replace(
 )
 assert PIPELINED_CHILD.count("before_commit=before_commit") == 1 and "record_window" in PIPELINED_CHILD
 
+# ... and one that also lets dispatch prepare each message ahead, on its producer thread (SMTP's own path)
+PREPARED_CHILD = PIPELINED_CHILD.replace(
+    """    def send(self, message, *, before_commit=None):
+        result = self.inner.send(message, before_commit=before_commit)""",
+    """    def prepare(self, message):
+        return self.inner.prepare(message)
+
+    def send(self, message, *, before_commit=None, prepared=None):
+        result = self.inner.send(message, before_commit=before_commit, prepared=prepared)""",
+)
+assert "prepared=prepared" in PREPARED_CHILD
+
 
 def unrecorded(engine: Engine, message_ids: list[str]) -> int:
     """How many of the notices with these Message-IDs the ledger does not have as sent."""
@@ -107,18 +119,21 @@ def test_over_smtp_every_outcome_is_recorded_once_the_run_ends(engine, smtp_serv
     assert {(n.status, n.attempts, n.sent_at) for n in rows.values()} == {(NoticeStatus.SENT, 1, NOW)}
 
 
-@pytest.mark.parametrize("window", [0, 4])
+@pytest.mark.parametrize(
+    ("window", "batch_size", "child"),
+    [(0, 30, PIPELINED_CHILD), (4, 30, PIPELINED_CHILD), (4, 5, PREPARED_CHILD)],
+)
 def test_killed_mid_batch_resends_at_most_the_window_and_loses_nothing(
-    engine, db_url, smtp_server, tmp_path, window
+    engine, db_url, smtp_server, tmp_path, window, batch_size, child
 ):
     total, crash_at = 30, 17
     drafts = [draft(n) for n in range(1, total + 1)]
     for d in drafts:  # one by one: ledger ids (the dispatch order) follow this list
         add(engine, [d])
     script = tmp_path / "child.py"
-    script.write_text(PIPELINED_CHILD)
+    script.write_text(child)
 
-    args = child_args(smtp_server, db_url, NOW, batch_size=total, window=window)
+    args = child_args(smtp_server, db_url, NOW, batch_size=batch_size, window=window)
     code, summary, err = finish(start_child(script, args, crash_key=drafts[crash_at - 1].key))
 
     assert code == 137 and summary is None, err
@@ -131,6 +146,9 @@ def test_killed_mid_batch_resends_at_most_the_window_and_loses_nothing(
     assert 1 <= len(sent_unrecorded) <= window + 1
     assert sent_unrecorded == [d.key for d in drafts[crash_at - len(sent_unrecorded) : crash_at]]
     assert all(rows[d.key].status == NoticeStatus.PENDING for d in drafts[crash_at:])
+    # claimed ahead and never sent: at most the next batch besides the one it died in, back after the lease
+    claimed_unsent = [d.key for d in drafts[crash_at:] if rows[d.key].claimed_until is not None]
+    assert len(claimed_unsent) <= 2 * batch_size
 
     age_claims(engine, LEASE + 1)  # the lease runs out
     settings = settings_for(smtp_server, claim_lease_seconds=LEASE, record_window=window)

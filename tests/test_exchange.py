@@ -19,6 +19,7 @@ from sipflows.replies import ReplyIngestError
 from sipflows.replies.exchange import poll_exchange_responses
 from sipflows.settings import Settings
 from sipflows.transports.base import (
+    Attachment,
     Attendee,
     MeetingInfo,
     OutgoingMessage,
@@ -28,7 +29,6 @@ from sipflows.transports.base import (
     TransportUnavailable,
 )
 from sipflows.transports.exchange import ExchangeConfigurationError, ExchangeTransport, exchange_item_uid
-from sipflows.transports.mime import Attachment, MailMessage
 from tests.ews_server import EwsServer, iter_requests
 from tests.factories import RegisterBuilder
 
@@ -73,7 +73,7 @@ def meeting_info(
         subject="SIP-möte SIP-2026-7",
         starts_at=starts_at,
         ends_at=starts_at + timedelta(minutes=minutes),
-        location=location,
+        place=location,
         organizer_email=MAILBOX,
         organizer_name="SIP-påminnelser",
         attendees=attendees
@@ -264,8 +264,8 @@ def test_a_notice_with_files_sends_them_all(ews: EwsServer) -> None:
     """The weekly report goes out over Exchange with its HTML page and CSV, byte for byte."""
     page = b"<html><body><h1>Vecka 48</h1></body></html>"
     figures = "organisation;andel\r\nKöpings kommun;0,75\r\n".encode()
-    notice = MailMessage(
-        **vars(outgoing(key="report:2026-W48:c1")),
+    notice = replace(
+        outgoing(key="report:2026-W48:c1"),
         attachments=(
             Attachment("sip-rapport.html", "text/html; charset=utf-8", page),
             Attachment("sip-siffror.csv", "text/csv; charset=utf-8", figures),

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from sipflows.settings import Settings
 from sipflows.transports.base import (
+    Attachment,
     Attendee,
     MeetingInfo,
     OutgoingMessage,
@@ -33,7 +34,6 @@ from sipflows.transports.graph import (
     parse_graph_time,
     transaction_id,
 )
-from sipflows.transports.mime import Attachment, MailMessage
 from tests.graph_server import GraphServer, closed_port, make_client_certificate
 
 SECRET = "client-secret-~8Q.abc"
@@ -79,7 +79,7 @@ def meeting_info(
         subject="SIP-möte SIP-2026-7",
         starts_at=starts_at,
         ends_at=starts_at + timedelta(minutes=minutes),
-        location=location,
+        place=location,
         organizer_email="sara@kommun.example.se",
         organizer_name="Sara",
         attendees=(
@@ -96,8 +96,8 @@ def outgoing(
     notice_id: int = 1,
     key: str = "invitation:m1:c1:0",
     **extra: object,
-) -> MailMessage:
-    return MailMessage(
+) -> OutgoingMessage:
+    return OutgoingMessage(
         notice_id=notice_id,
         key=key,
         message_id=f"<{key.replace(':', '-')}@sipflows.local>",

@@ -15,9 +15,9 @@ from email.parser import BytesParser
 
 import pytest
 
+from sipflows.transports.base import OutgoingMessage
 from sipflows.transports.mime import (
     MIME_POLICY,
-    MailMessage,
     encoded_words,
     mime_bytes,
     render_mime,
@@ -33,7 +33,7 @@ ICS = (
 )
 
 
-def mail(**kw: object) -> MailMessage:
+def mail(**kw: object) -> OutgoingMessage:
     values: dict[str, object] = {
         "notice_id": 7,
         "key": "meeting.request:meeting:7:seq:2:contact:3",
@@ -50,7 +50,7 @@ def mail(**kw: object) -> MailMessage:
         "date": NOW,
     }
     values.update(kw)
-    return MailMessage(**values)  # type: ignore[arg-type]
+    return OutgoingMessage(**values)  # type: ignore[arg-type]
 
 
 # bodies a generator can get wrong: delimiter look-alikes, trailing blanks, long lines, every line end
@@ -165,7 +165,7 @@ def test_every_message_gets_its_own_boundary_and_an_attachment_its_own_nesting()
     message = mail()
     seen = {boundaries(mime_bytes(message, SENDER))[0] for _ in range(200)}
     assert len(seen) == 200
-    from sipflows.transports.mime import Attachment
+    from sipflows.transports.base import Attachment
 
     files = (Attachment("rapport.csv", "text/csv", "kolumn\r\n--\r\nå\r\n".encode()),)
     data = mime_bytes(message, SENDER, attachments=files)

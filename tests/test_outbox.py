@@ -18,16 +18,14 @@ from sqlalchemy.orm import Session
 from sipflows.models import Notice, NoticeStatus
 from sipflows.notices.dispatch import dispatch
 from sipflows.settings import Settings
-from sipflows.transports.base import TransportUnavailable
-from sipflows.transports.factory import make_transport
-from sipflows.transports.mime import (
+from sipflows.transports.base import (
     AttachmentError,
-    MailMessage,
+    OutgoingMessage,
+    TransportUnavailable,
     attachments_from_json,
-    build_mime,
-    mime_bytes,
-    sender_address,
 )
+from sipflows.transports.factory import make_transport
+from sipflows.transports.mime import build_mime, mime_bytes, sender_address
 from sipflows.transports.outbox import OutboxTransport, eml_filename
 from sipflows.transports.smtp import SmtpTransport
 from tests.test_dispatch import NOW, add, draft, invitation_draft, ledger, unix
@@ -178,7 +176,7 @@ def test_make_transport_picks_by_settings_and_loads_exchange_only_when_chosen(tm
 # ------------------------------------------------------------------------------------------- the MIME
 
 
-def mail(**kw: object) -> MailMessage:
+def mail(**kw: object) -> OutgoingMessage:
     values: dict[str, object] = {
         "notice_id": 1,
         "key": "k:1",
@@ -191,7 +189,7 @@ def mail(**kw: object) -> MailMessage:
         "date": NOW,
     }
     values.update(kw)
-    return MailMessage(**values)  # type: ignore[arg-type]
+    return OutgoingMessage(**values)  # type: ignore[arg-type]
 
 
 def test_headers_cannot_be_injected_and_mime_version_appears_once():

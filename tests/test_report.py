@@ -29,7 +29,7 @@ from sipflows.report import (
 )
 from sipflows.settings import Settings, get_settings
 from sipflows.stats import Period, compute_stats
-from sipflows.transports.mime import attachments_from_json
+from sipflows.transports.base import attachments_from_json
 from tests.factories import SECRETS
 from tests.test_stats import APRIL, AS_OF, REGION, FixtureRegister, build_fixture_register, fixture_policy
 

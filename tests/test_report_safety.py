@@ -18,7 +18,7 @@ from sipflows.models import Contact, Organisation
 from sipflows.report import figures_csv, render_charts, weekly_report_drafts, write_report
 from sipflows.settings import Settings, get_settings
 from sipflows.stats import compute_stats
-from sipflows.transports.mime import attachments_from_json
+from sipflows.transports.base import attachments_from_json
 from tests.test_stats import APRIL, AS_OF, REGION, build_fixture_register, fixture_policy
 
 FORMULA = re.compile(r"^[=+\-@\t\r]")

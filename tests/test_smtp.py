@@ -17,8 +17,12 @@ from sqlalchemy.orm import Session
 
 from sipflows.models import Notice
 from sipflows.notices.dispatch import dispatch
-from sipflows.transports.base import PermanentSendError, TransientSendError, TransportUnavailable
-from sipflows.transports.mime import MailMessage
+from sipflows.transports.base import (
+    OutgoingMessage,
+    PermanentSendError,
+    TransientSendError,
+    TransportUnavailable,
+)
 from sipflows.transports.smtp import SmtpTransport
 from tests import smtp_server as smtp_helpers
 from tests.smtp_server import SmtpTestServer, TlsFiles, make_tls, settings_for, start_smtp_server
@@ -30,8 +34,8 @@ PASSWORD = "Pw-k7#Zq!tango-42"
 USER = "sip-robot"
 
 
-def message(n: int = 1, to: str | None = None) -> MailMessage:
-    return MailMessage(
+def message(n: int = 1, to: str | None = None) -> OutgoingMessage:
+    return OutgoingMessage(
         notice_id=n,
         key=f"test:{n}",
         message_id=f"<test-{n}@sipflows.test>",

@@ -8,8 +8,6 @@ which Outlook, Exchange and Google read), so a meeting at 09:00 stays at 09:00 a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from icalendar import Calendar, Event, Timezone, TimezoneDaylight, TimezoneStandard, vCalAddress
@@ -19,31 +17,6 @@ from sipflows.transports.base import Attendee, MeetingInfo
 
 TZID = "Europe/Stockholm"
 PRODID = "-//sipflows//SIP meetings//SV"
-
-
-@dataclass(frozen=True)
-class CalendarAttendee:
-    email: str
-    name: str
-    required: bool = True
-    chair: bool = False  # the convener: ROLE=CHAIR
-
-
-@dataclass(frozen=True)
-class MeetingEvent:
-    """Everything an invitation says about a meeting — plain values only, no register objects."""
-
-    uid: str
-    sequence: int
-    starts_at: datetime
-    ends_at: datetime
-    summary: str
-    description: str
-    organizer_email: str  # the mailbox answers go to (sipflows reads it), not the convener's own
-    organizer_name: str
-    attendees: Sequence[CalendarAttendee] = ()
-    place: str | None = None
-    digital_link: str | None = None
 
 
 def stockholm_vtimezone() -> Timezone:
@@ -81,7 +54,7 @@ def _local(dt: datetime) -> datetime:
     return as_utc(dt).astimezone(STOCKHOLM)
 
 
-def _calendar(event: MeetingEvent, method: str, status: str, sequence: int, now: datetime) -> str:
+def _calendar(event: MeetingInfo, method: str, status: str, sequence: int, now: datetime) -> str:
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     if not event.ends_at > event.starts_at:
@@ -99,13 +72,11 @@ def _calendar(event: MeetingEvent, method: str, status: str, sequence: int, now:
     vevent.add("DTSTAMP", as_utc(now))
     vevent.add("DTSTART", _local(event.starts_at))
     vevent.add("DTEND", _local(event.ends_at))
-    vevent.add("SUMMARY", event.summary)
-    place = (event.place or "").strip() or None
-    link = (event.digital_link or "").strip() or None
-    if place or link:
-        vevent.add("LOCATION", place or link)
-    if link:
-        vevent.add("URL", link)
+    vevent.add("SUMMARY", event.subject)
+    if event.location:
+        vevent.add("LOCATION", event.location)
+    if event.url:
+        vevent.add("URL", event.url)
     vevent.add("DESCRIPTION", event.description)
     vevent.add("ORGANIZER", _address(event.organizer_email, event.organizer_name))
     for a in event.attendees:
@@ -127,12 +98,12 @@ def _calendar(event: MeetingEvent, method: str, status: str, sequence: int, now:
     return ical.decode("utf-8")
 
 
-def meeting_request(event: MeetingEvent, now: datetime) -> str:
+def meeting_request(event: MeetingInfo, now: datetime) -> str:
     """METHOD:REQUEST for a new or changed meeting, at the meeting's current SEQUENCE."""
     return _calendar(event, "REQUEST", "CONFIRMED", event.sequence, now)
 
 
-def meeting_cancel(event: MeetingEvent, now: datetime) -> str:
+def meeting_cancel(event: MeetingInfo, now: datetime) -> str:
     """METHOD:CANCEL; ``event.sequence`` must already be above every SEQUENCE sent for the UID."""
     return _calendar(event, "CANCEL", "CANCELLED", event.sequence, now)
 
@@ -158,7 +129,7 @@ def meeting_info_from_ics(ics: str) -> MeetingInfo:
         )
         for a in raw_attendees
     )
-    location = ev.get("LOCATION")
+    location, url = ev.get("LOCATION"), ev.get("URL")
     return MeetingInfo(
         uid=str(ev["UID"]),
         sequence=int(ev.get("SEQUENCE", 0)),
@@ -166,7 +137,9 @@ def meeting_info_from_ics(ics: str) -> MeetingInfo:
         subject=str(ev.get("SUMMARY", "")),
         starts_at=as_utc(ev.decoded("DTSTART")),
         ends_at=as_utc(ev.decoded("DTEND")),
-        location=str(location) if location is not None else None,
+        place=str(location) if location is not None else None,
+        digital_link=str(url) if url is not None else None,
+        description=str(ev.get("DESCRIPTION", "")),
         organizer_email=_strip_mailto(str(organizer)) if organizer is not None else "",
         organizer_name=str(organizer.params.get("CN", "")) if organizer is not None else "",
         attendees=attendees,

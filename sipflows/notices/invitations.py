@@ -39,7 +39,7 @@ from sipflows.models import (
     SipCase,
 )
 from sipflows.notices.build import chunked, rows_by_id
-from sipflows.notices.calendar import CalendarAttendee, MeetingEvent, meeting_cancel, meeting_request
+from sipflows.notices.calendar import meeting_cancel, meeting_request
 from sipflows.notices.ledger import NoticeDraft, enqueue
 from sipflows.notices.render import (
     MEETING_CANCEL,
@@ -52,6 +52,7 @@ from sipflows.notices.render import (
     meeting_view,
 )
 from sipflows.settings import Settings
+from sipflows.transports.base import Attendee, MeetingInfo
 
 log = logging.getLogger(__name__)
 
@@ -280,13 +281,13 @@ class _Meetings:
         org = self.orgs.get(contact.organisation_id)
         return contact_view(contact.name, contact.email, org.name if org is not None else None)
 
-    def attendees(self, meeting_id: int, also: Set[int] = frozenset()) -> list[CalendarAttendee]:
+    def attendees(self, meeting_id: int, also: Set[int] = frozenset()) -> tuple[Attendee, ...]:
         """The convener first, as chair, then the invitees (and ``also``), each address once."""
         convener_id = self.cases[self.meetings[meeting_id].case_id].convener_contact_id
         pairs = [(convener_id, True)] + list(self.invitees.get(meeting_id, []))
         listed = {c for c, _ in pairs}
         pairs += [(c, True) for c in sorted(also - listed)]
-        out: list[CalendarAttendee] = []
+        out: list[Attendee] = []
         seen: set[str] = set()
         for contact_id, required in pairs:
             contact = self.contacts.get(contact_id)
@@ -294,8 +295,8 @@ class _Meetings:
             if contact is None or not email or email.casefold() in seen:
                 continue
             seen.add(email.casefold())
-            out.append(CalendarAttendee(email, contact.name, required, chair=contact_id == convener_id))
-        return out
+            out.append(Attendee(email, contact.name, required, chair=contact_id == convener_id))
+        return tuple(out)
 
 
 class _Composer:
@@ -345,12 +346,13 @@ class _Composer:
         key = (meeting_id, kind, lang, sequence)
         if key not in self._ics:
             m = self.data.meetings[meeting_id]
-            event = MeetingEvent(
+            event = MeetingInfo(
                 uid=m.ical_uid,
                 sequence=sequence,
+                method="CANCEL" if kind == MEETING_CANCEL else "REQUEST",
                 starts_at=m.starts_at,
                 ends_at=m.ends_at,
-                summary=self.renderer.render_text(kind, lang, "ics-summary", context),
+                subject=self.renderer.render_text(kind, lang, "ics-summary", context),
                 description=self.renderer.render_text(kind, lang, "ics-description", context),
                 organizer_email=self.settings.organizer(),
                 organizer_name=self.renderer.render_text(kind, lang, "ics-organizer", context),

@@ -6,8 +6,10 @@ transports, the structured meeting for calendar-aware ones) and never touches th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import base64
+import binascii
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -37,22 +39,80 @@ class Attendee:
 
 @dataclass(frozen=True)
 class MeetingInfo:
-    """The meeting behind an invitation notice, for transports that book it natively (Exchange, Graph)."""
+    """A meeting as an invitation describes it — plain values only, no register objects.
+
+    ``notices/calendar.py`` writes it as iCalendar (and reads it back from a stored invitation); the
+    transports that book meetings natively (Exchange, Graph) send it as it is.
+    """
 
     uid: str
     sequence: int
-    method: str  # REQUEST or CANCEL
-    subject: str
+    subject: str  # the calendar SUMMARY
     starts_at: datetime
     ends_at: datetime
-    location: str | None
     organizer_email: str  # the mailbox that sends invitations and receives the answers
     organizer_name: str
-    attendees: tuple[Attendee, ...] = field(default_factory=tuple)  # the convener among them, as chair
+    method: str = "REQUEST"  # REQUEST or CANCEL
+    attendees: tuple[Attendee, ...] = ()  # the convener among them, as chair
+    place: str | None = None
+    digital_link: str | None = None
+    description: str = ""
+
+    @property
+    def location(self) -> str | None:
+        """Where the meeting is: its place, else its digital link (iCalendar LOCATION)."""
+        return (self.place or "").strip() or (self.digital_link or "").strip() or None
+
+    @property
+    def url(self) -> str | None:
+        """The digital link, if any (iCalendar URL)."""
+        return (self.digital_link or "").strip() or None
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content_type: str
+    content: bytes
+
+
+class AttachmentError(ValueError):
+    """``Notice.attachments`` cannot be turned into files (the notice can never be sent as is)."""
+
+
+def attachments_from_json(data: Mapping[str, Any] | None) -> tuple[Attachment, ...]:
+    """``{"files": [{"filename", "content_type", "content_base64"}]}`` → attachments; strict."""
+    if not data:
+        return ()
+    files = data.get("files")
+    if not isinstance(files, list):
+        raise AttachmentError("attachments: 'files' must be a list")
+    out: list[Attachment] = []
+    for i, f in enumerate(files):
+        if not isinstance(f, Mapping):
+            raise AttachmentError(f"attachments.files[{i}]: not an object")
+        filename, ctype, b64 = f.get("filename"), f.get("content_type"), f.get("content_base64")
+        if not isinstance(filename, str) or not filename.strip():
+            raise AttachmentError(f"attachments.files[{i}]: filename missing")
+        if not isinstance(ctype, str) or ctype.count("/") != 1:
+            raise AttachmentError(f"attachments.files[{i}] ({filename}): content_type must be type/subtype")
+        if not isinstance(b64, str):
+            raise AttachmentError(f"attachments.files[{i}] ({filename}): content_base64 missing")
+        try:
+            content = base64.b64decode(b64, validate=True)
+        except (binascii.Error, ValueError):
+            raise AttachmentError(
+                f"attachments.files[{i}] ({filename}): content_base64 is not base64"
+            ) from None
+        out.append(Attachment(filename=filename, content_type=ctype.strip().lower(), content=content))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
 class OutgoingMessage:
+    """One notice as every transport takes it: mail transports write MIME from it (``transports/mime.py``),
+    calendar-aware ones book ``meeting`` natively; each sends ``attachments`` as files."""
+
     notice_id: int
     key: str
     message_id: str
@@ -67,6 +127,8 @@ class OutgoingMessage:
     external_id: str | None = None  # a previous send's item id (Exchange), for updates
     reply_to: str | None = None  # where a person's reply goes (the convener), when not to the sender
     reply_to_name: str | None = None
+    date: datetime | None = None  # the Date header (the run's time); None: the transport's clock
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True)

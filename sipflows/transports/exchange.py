@@ -45,7 +45,6 @@ from sipflows.transports.base import (
     TransportUnavailable,
     secret_text,
 )
-from sipflows.transports.mime import MailMessage
 from sipflows.transports.redact import Redactor
 
 log = logging.getLogger(__name__)
@@ -532,7 +531,7 @@ class ExchangeTransport:
                 )
             )
         # the weekly report's HTML page and CSV figures travel as files, as over SMTP and Graph
-        for attachment in message.attachments if isinstance(message, MailMessage) else ():
+        for attachment in message.attachments:
             mail.attach(
                 FileAttachment(
                     name=attachment.filename, content=attachment.content, content_type=attachment.content_type

@@ -15,10 +15,9 @@ one and mail clients treat it as the same message.
 from __future__ import annotations
 
 import base64
-import binascii
+import functools
 import random
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email import base64mime, encoders, policy, quoprimime
 from email.charset import BASE64, QP, Charset
@@ -33,7 +32,7 @@ from email.utils import format_datetime, formataddr
 from typing import Any
 
 from sipflows.addresses import check_address
-from sipflows.transports.base import OutgoingMessage
+from sipflows.transports.base import Attachment, OutgoingMessage
 
 _MAX_LINE = 78  # RFC 5322 2.1.1
 
@@ -72,56 +71,6 @@ class _MailPolicy(Compat32):
 MIME_POLICY = _MailPolicy(linesep="\r\n")
 
 ICS_METHODS = ("REQUEST", "CANCEL")
-
-
-@dataclass(frozen=True)
-class Attachment:
-    filename: str
-    content_type: str
-    content: bytes
-
-
-@dataclass(frozen=True)
-class MailMessage(OutgoingMessage):
-    """An ``OutgoingMessage`` plus what only mail transports need: the Date to stamp and files.
-
-    Dispatch always builds these; a transport that only knows ``OutgoingMessage`` ignores the extras.
-    """
-
-    date: datetime | None = None
-    attachments: tuple[Attachment, ...] = ()
-
-
-class AttachmentError(ValueError):
-    """``Notice.attachments`` cannot be turned into MIME parts (the notice can never be sent as is)."""
-
-
-def attachments_from_json(data: Mapping[str, Any] | None) -> tuple[Attachment, ...]:
-    """``{"files": [{"filename", "content_type", "content_base64"}]}`` → attachments; strict."""
-    if not data:
-        return ()
-    files = data.get("files")
-    if not isinstance(files, list):
-        raise AttachmentError("attachments: 'files' must be a list")
-    out: list[Attachment] = []
-    for i, f in enumerate(files):
-        if not isinstance(f, Mapping):
-            raise AttachmentError(f"attachments.files[{i}]: not an object")
-        filename, ctype, b64 = f.get("filename"), f.get("content_type"), f.get("content_base64")
-        if not isinstance(filename, str) or not filename.strip():
-            raise AttachmentError(f"attachments.files[{i}]: filename missing")
-        if not isinstance(ctype, str) or ctype.count("/") != 1:
-            raise AttachmentError(f"attachments.files[{i}] ({filename}): content_type must be type/subtype")
-        if not isinstance(b64, str):
-            raise AttachmentError(f"attachments.files[{i}] ({filename}): content_base64 missing")
-        try:
-            content = base64.b64decode(b64, validate=True)
-        except (binascii.Error, ValueError):
-            raise AttachmentError(
-                f"attachments.files[{i}] ({filename}): content_base64 is not base64"
-            ) from None
-        out.append(Attachment(filename=filename, content_type=ctype.strip().lower(), content=content))
-    return tuple(out)
 
 
 def sender_address(address: str, name: str | None = None) -> Address:
@@ -174,6 +123,7 @@ def encoded_words(text: str, max_bytes: int = 42) -> str:
     return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(w).decode()}?=" for w in words)
 
 
+@functools.lru_cache(maxsize=64)  # the sender's, and a convener's on each of a meeting's invitations
 def _address_header(name: str | None, address: str) -> str:
     name = _one_line(name or "")
     if name.isascii():
@@ -220,7 +170,7 @@ def _boundary() -> str:
 
 def _checked(message: OutgoingMessage, now: datetime | None) -> tuple[datetime, str, str | None]:
     """(Date, recipient, ics method) — or ``ValueError`` when the message cannot be written."""
-    date = now or (message.date if isinstance(message, MailMessage) else None)
+    date = now or (message.date)
     if date is None:
         # the transport edge is the only place allowed to read the clock, and only as a fallback
         date = datetime.now(UTC)
@@ -233,13 +183,18 @@ def _checked(message: OutgoingMessage, now: datetime | None) -> tuple[datetime, 
     return date, to_address, method
 
 
+@functools.lru_cache(maxsize=4)  # a dispatch stamps every message with the run's time
+def _date_header(date: datetime) -> str:
+    return format_datetime(date.astimezone(UTC))
+
+
 def _headers(
     message: OutgoingMessage, sender: Address, date: datetime, to_address: str
 ) -> list[tuple[str, str]]:
     """The top-level headers after Content-Type and MIME-Version, in order, as ASCII values."""
     headers = [
         ("Message-ID", _one_line(message.message_id)),
-        ("Date", format_datetime(date.astimezone(UTC))),
+        ("Date", _date_header(date)),
         ("From", _address_header(sender.display_name, sender.addr_spec)),
         ("To", _address_header(message.to_name, to_address)),
     ]
@@ -263,14 +218,14 @@ def render_mime(
     now: datetime | None = None,
     attachments: Sequence[Attachment] | None = None,
 ) -> Message:
-    """The message to send or store, as the standard library's classes. ``now`` (or the MailMessage's
+    """The message to send or store, as the standard library's classes. ``now`` (or the message's
     ``date``) becomes the Date header.
 
     Raises ``ValueError`` when the recipient or ics method cannot be put into a message.
     """
     date, to_address, method = _checked(message, now)
     if attachments is None:
-        attachments = message.attachments if isinstance(message, MailMessage) else ()
+        attachments = message.attachments
 
     body = MIMEMultipart("alternative", boundary=_boundary(), policy=MIME_POLICY)
     body.attach(_text_part(message.body_text, "plain", QP))
@@ -298,9 +253,18 @@ _CRLF = b"\r\n"
 _TEXT_HEADERS = b'Content-Type: text/%s; charset="utf-8"\r\nContent-Transfer-Encoding: %s\r\n'
 
 
+# The bodies and calendar parts of a meeting's invitations are the same for every invitee (they are
+# rendered once per meeting and language), and dispatch sends them one after the other: each is encoded
+# once. The caches hold the last few texts only.
+@functools.lru_cache(maxsize=32)
 def _qp(text: str) -> bytes:
     # the standard library's own encoder, as Charset("utf-8") with QP body encoding uses it
     return quoprimime.body_encode(text.encode("utf-8").decode("latin-1"), eol="\r\n").encode("ascii")
+
+
+@functools.lru_cache(maxsize=16)
+def _base64(text: str) -> bytes:
+    return base64mime.body_encode(text.encode("utf-8"), eol="\r\n").encode("ascii")
 
 
 def _alternative_bytes(message: OutgoingMessage, method: str | None) -> tuple[bytes, bytes]:
@@ -311,7 +275,7 @@ def _alternative_bytes(message: OutgoingMessage, method: str | None) -> tuple[by
     ]
     if message.ics and method:
         # base64 as Exchange sends it: no transfer encoding can disturb RFC 5545 line folding
-        calendar = base64mime.body_encode(message.ics.encode("utf-8"), eol="\r\n").encode("ascii")
+        calendar = _base64(message.ics)
         headers = (
             b"Content-Transfer-Encoding: base64\r\n"
             b'Content-Type: text/calendar; charset="utf-8"; method="%s"\r\n' % method.encode("ascii")
@@ -340,7 +304,7 @@ def mime_bytes(
     object tree, which cost several times the SMTP conversation. With files, ``render_mime`` writes it.
     """
     if attachments is None:
-        attachments = message.attachments if isinstance(message, MailMessage) else ()
+        attachments = message.attachments
     if attachments:
         return render_mime(message, sender, now=now, attachments=attachments).as_bytes(policy=MIME_POLICY)
     date, to_address, method = _checked(message, now)

@@ -21,10 +21,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import logging
+import re
 import smtplib
 import socket
 import ssl
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from sipflows.settings import Settings
 from sipflows.transports.base import (
@@ -57,12 +59,28 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+_LEADING_DOT = re.compile(rb"(?m)^\.")  # smtplib's own rule for dot-stuffing
+
+
+def _nothing() -> None:
+    pass
+
+
 class _NotCommitted(Exception):
     """``before_commit`` raised: carries its exception past the SMTP error handling, untouched."""
 
     def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+@dataclass(frozen=True)
+class PreparedMail:
+    """A message made ready for the wire ahead of its turn (``SmtpTransport.prepare``)."""
+
+    recipient: str  # the RCPT TO argument: the address in angle brackets
+    size: int  # the message's size in bytes, for the SIZE extension
+    data: bytes  # what goes after DATA: dot-stuffed, ending with CRLF "." CRLF
 
 
 class SmtpTransport:
@@ -77,6 +95,7 @@ class SmtpTransport:
         self.username = settings.smtp_username
         self._password = settings.smtp_password
         self.sender = sender_address(settings.sender_address, settings.sender_name)
+        self._mail_from = smtplib.quoteaddr(self.sender.addr_spec)
         self._ssl_context = ssl_context
         self._smtp: smtplib.SMTP | None = None
         self._secrets = self._secret_forms()
@@ -192,28 +211,49 @@ class SmtpTransport:
             self._discard(smtp)
             self._smtp = None
 
-    def _sendmail(self, smtp: smtplib.SMTP, to: str, data: bytes, before_commit: Callable[[], None]) -> None:
+    def prepare(self, message: OutgoingMessage) -> PreparedMail:
+        """The message as it goes over the wire, written before its turn (dispatch does this on another
+        thread while the previous message travels). ``PermanentSendError`` when it cannot be written."""
+        try:
+            data = mime_bytes(message, self.sender)
+        except ValueError as exc:
+            raise PermanentSendError(self._scrub(str(exc))) from None
+        # what smtplib.SMTP.data() does to the message before it sends it
+        stuffed = _LEADING_DOT.sub(b"..", data) if data.startswith(b".") or b"\n." in data else data
+        if not stuffed.endswith(b"\r\n"):
+            stuffed += b"\r\n"
+        # mime_bytes accepted the address as a plain local@domain: smtplib.quoteaddr would only add <>
+        recipient = f"<{message.to_address.strip()}>"
+        return PreparedMail(recipient, len(data), stuffed + b".\r\n")
+
+    def _sendmail(self, smtp: smtplib.SMTP, mail: PreparedMail, before_commit: Callable[[], None]) -> None:
         """``smtplib.SMTP.sendmail`` for one recipient, calling ``before_commit`` before DATA.
 
         Until DATA ends the server has accepted nothing: if ``before_commit`` raises, the transaction is
         reset and nothing is delivered. The same exceptions as ``sendmail`` come out of every reply.
         """
         smtp.ehlo_or_helo_if_needed()
-        options = [f"size={len(data)}"] if smtp.does_esmtp and smtp.has_extn("size") else []
-        code, resp = smtp.mail(self.sender.addr_spec, options)
+        size = f" size={mail.size}" if smtp.does_esmtp and smtp.has_extn("size") else ""
+        smtp.putcmd("mail", f"from:{self._mail_from}{size}")
+        code, resp = smtp.getreply()
         if code != 250:
             self._abandon(smtp, code)
             raise smtplib.SMTPSenderRefused(code, resp, self.sender.addr_spec)
-        code, resp = smtp.rcpt(to)
+        smtp.putcmd("rcpt", f"to:{mail.recipient}")
+        code, resp = smtp.getreply()
         if code not in (250, 251):
             self._abandon(smtp, code)
-            raise smtplib.SMTPRecipientsRefused({to: (code, resp)})
+            raise smtplib.SMTPRecipientsRefused({mail.recipient[1:-1]: (code, resp)})
         try:
             before_commit()
         except BaseException as exc:
             self._abandon(smtp, 0)
             raise _NotCommitted(exc) from exc
-        code, resp = smtp.data(data)
+        smtp.putcmd("data")
+        code, resp = smtp.getreply()
+        if code == 354:
+            smtp.send(mail.data)
+            code, resp = smtp.getreply()
         if code != 250:
             self._abandon(smtp, code)
             raise smtplib.SMTPDataError(code, resp)
@@ -231,21 +271,19 @@ class SmtpTransport:
             self._smtp = None
 
     def send(
-        self, message: OutgoingMessage, *, before_commit: Callable[[], None] | None = None
+        self,
+        message: OutgoingMessage,
+        *,
+        before_commit: Callable[[], None] | None = None,
+        prepared: PreparedMail | None = None,
     ) -> SendResult:
         """Send one message. ``before_commit`` is called once its envelope is accepted, right before the
         message itself goes; an exception from it abandons the message (nothing is delivered) and is
-        raised as it is."""
-        try:
-            data = mime_bytes(message, self.sender)
-        except ValueError as exc:
-            raise PermanentSendError(self._scrub(str(exc))) from None
+        raised as it is. ``prepared`` is what ``prepare`` made of this same message, if it ran."""
+        mail = prepared or self.prepare(message)
         smtp = self._smtp or self._connect()
         try:
-            if before_commit is None:
-                smtp.sendmail(self.sender.addr_spec, [message.to_address.strip()], data)
-            else:
-                self._sendmail(smtp, message.to_address.strip(), data, before_commit)
+            self._sendmail(smtp, mail, before_commit or _nothing)
         except _NotCommitted as exc:
             raise exc.error from exc.error.__cause__  # the caller's own exception, as it was raised
         except smtplib.SMTPRecipientsRefused as exc:

@@ -20,8 +20,8 @@ from flows.dispatch import dispatch_notices
 from flows.invitations import sync_meeting_invitations
 from flows.weekly_report import WeeklyReportParameters, weekly_report_flow
 from sipflows.models import Answer, Invitation, MeetingKind, MeetingStatus, Notice, NoticeStatus
+from sipflows.transports.base import attachments_from_json
 from sipflows.transports.graph import MEETING_PROPERTY
-from sipflows.transports.mime import attachments_from_json
 from tests.factories import SECRETS
 from tests.graph_server import GraphServer
 

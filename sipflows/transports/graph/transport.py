@@ -37,7 +37,6 @@ from sipflows.transports.graph.common import (
     parse_graph_time,
     transaction_id,
 )
-from sipflows.transports.mime import MailMessage
 
 if TYPE_CHECKING:
     pass
@@ -182,7 +181,7 @@ class GraphTransport:
 
     def _send_mail(self, message: OutgoingMessage, address: str) -> SendResult:
         files: list[dict[str, Any]] = []
-        for attachment in message.attachments if isinstance(message, MailMessage) else ():
+        for attachment in message.attachments:
             content_type = attachment.content_type
             if content_type.startswith("text/") and "charset" not in content_type:
                 try:
