@@ -11,7 +11,6 @@ from icalendar import Calendar
 
 from sipflows.notices.calendar import (
     meeting_cancel,
-    meeting_info_from_ics,
     meeting_request,
     stockholm_vtimezone,
 )
@@ -19,6 +18,38 @@ from sipflows.transports.base import Attendee, MeetingInfo
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 NOW = datetime(2026, 3, 2, 8, 15, 30, tzinfo=UTC)
+
+
+def meeting_info_from_ics(ics: str) -> MeetingInfo:
+    """The meeting an invitation describes, read back as a calendar client reads it."""
+    cal = Calendar.from_ical(ics)
+    (ev,) = cal.walk("VEVENT")
+    organizer = ev.get("ORGANIZER")
+    raw = ev.get("ATTENDEE", [])
+    attendees = tuple(
+        Attendee(
+            email=str(a).removeprefix("mailto:"),
+            name=str(a.params.get("CN", "")),
+            required=str(a.params.get("ROLE", "REQ-PARTICIPANT")).upper() != "OPT-PARTICIPANT",
+            chair=str(a.params.get("ROLE", "")).upper() == "CHAIR",
+        )
+        for a in (raw if isinstance(raw, list) else [raw])
+    )
+    location, url = ev.get("LOCATION"), ev.get("URL")
+    return MeetingInfo(
+        uid=str(ev["UID"]),
+        sequence=int(ev.get("SEQUENCE", 0)),
+        method=str(cal.get("METHOD", "REQUEST")).upper(),
+        subject=str(ev.get("SUMMARY", "")),
+        starts_at=ev.decoded("DTSTART").astimezone(UTC),
+        ends_at=ev.decoded("DTEND").astimezone(UTC),
+        place=str(location) if location is not None else None,
+        digital_link=str(url) if url is not None else None,
+        description=str(ev.get("DESCRIPTION", "")),
+        organizer_email=str(organizer).removeprefix("mailto:") if organizer is not None else "",
+        organizer_name=str(organizer.params.get("CN", "")) if organizer is not None else "",
+        attendees=attendees,
+    )
 
 
 def event(

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from sipflows.models import Invitation, Meeting, Notice, NoticeStatus
-from sipflows.notices.dispatch import backoff, claim, dispatch, retry_schedule, retry_window
+from sipflows.notices.dispatch import backoff, claim, dispatch
 from sipflows.notices.ledger import NoticeDraft, enqueue, requeue_dead
 from sipflows.settings import Settings
 from sipflows.transports.base import (
@@ -388,11 +388,12 @@ def test_a_server_that_dies_mid_batch_gives_the_rest_back(engine):
 
 def test_default_retries_let_a_notice_fail_for_a_day_before_it_is_dead():
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    schedule = retry_schedule(settings)
+    # the waits of a notice that keeps failing: after its 1st, 2nd, ... try, until it is dead
+    schedule = [backoff(attempts, settings) for attempts in range(1, settings.max_attempts)]
     assert len(schedule) == settings.max_attempts - 1 == 15
     assert [w.total_seconds() / 60 for w in schedule[:8]] == [1, 2, 4, 8, 16, 32, 64, 128]
     assert set(schedule[8:]) == {timedelta(hours=3)}
-    assert timedelta(hours=24) <= retry_window(settings) == timedelta(hours=25, minutes=15)
+    assert timedelta(hours=24) <= sum(schedule, timedelta(0)) == timedelta(hours=25, minutes=15)
 
 
 def test_a_refused_recipient_survives_a_day_of_retries_then_is_dead(engine, smtp_server):

@@ -25,7 +25,7 @@ from sipflows.transports.base import (
     attachments_from_json,
 )
 from sipflows.transports.factory import make_transport
-from sipflows.transports.mime import build_mime, mime_bytes, sender_address
+from sipflows.transports.mime import mime_bytes, sender_address
 from sipflows.transports.outbox import OutboxTransport, eml_filename
 from sipflows.transports.smtp import SmtpTransport
 from tests.test_dispatch import NOW, add, draft, invitation_draft, ledger, unix
@@ -204,8 +204,9 @@ def test_headers_cannot_be_injected_and_mime_version_appears_once():
     assert b"\r\n" in data and b"\n" not in data.replace(b"\r\n", b"")  # CRLF throughout
 
 
-def test_build_mime_is_the_parsed_form_of_the_bytes_sent():
-    built = build_mime(mail(ics="BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", ics_method="cancel"), SENDER)
+def test_a_cancellation_is_text_html_and_calendar_with_method_cancel():
+    data = mime_bytes(mail(ics="BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n", ics_method="cancel"), SENDER)
+    built = email.message_from_bytes(data, policy=policy.SMTP)
     assert isinstance(built, EmailMessage)
     assert [p.get_content_type() for p in built.walk()] == [
         "multipart/alternative",

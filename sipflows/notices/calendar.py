@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from icalendar import Calendar, Event, Timezone, TimezoneDaylight, TimezoneStandard, vCalAddress
 
 from sipflows.timeutil import STOCKHOLM, as_utc
-from sipflows.transports.base import Attendee, MeetingInfo
+from sipflows.transports.base import MeetingInfo
 
 TZID = "Europe/Stockholm"
 PRODID = "-//sipflows//SIP meetings//SV"
@@ -106,45 +106,3 @@ def meeting_request(event: MeetingInfo, now: datetime) -> str:
 def meeting_cancel(event: MeetingInfo, now: datetime) -> str:
     """METHOD:CANCEL; ``event.sequence`` must already be above every SEQUENCE sent for the UID."""
     return _calendar(event, "CANCEL", "CANCELLED", event.sequence, now)
-
-
-def meeting_info_from_ics(ics: str) -> MeetingInfo:
-    """The structured meeting of a stored invitation, for transports that book natively (Exchange)."""
-    cal = Calendar.from_ical(ics)
-    method = str(cal.get("METHOD", "REQUEST")).upper()
-    events = cal.walk("VEVENT")
-    if len(events) != 1:
-        raise ValueError(f"expected one VEVENT in the invitation, found {len(events)}")
-    ev = events[0]
-    organizer = ev.get("ORGANIZER")
-    raw_attendees = ev.get("ATTENDEE", [])
-    if not isinstance(raw_attendees, list):
-        raw_attendees = [raw_attendees]
-    attendees = tuple(
-        Attendee(
-            email=_strip_mailto(str(a)),
-            name=str(a.params.get("CN", "")),
-            required=str(a.params.get("ROLE", "REQ-PARTICIPANT")).upper() != "OPT-PARTICIPANT",
-            chair=str(a.params.get("ROLE", "")).upper() == "CHAIR",
-        )
-        for a in raw_attendees
-    )
-    location, url = ev.get("LOCATION"), ev.get("URL")
-    return MeetingInfo(
-        uid=str(ev["UID"]),
-        sequence=int(ev.get("SEQUENCE", 0)),
-        method=method,
-        subject=str(ev.get("SUMMARY", "")),
-        starts_at=as_utc(ev.decoded("DTSTART")),
-        ends_at=as_utc(ev.decoded("DTEND")),
-        place=str(location) if location is not None else None,
-        digital_link=str(url) if url is not None else None,
-        description=str(ev.get("DESCRIPTION", "")),
-        organizer_email=_strip_mailto(str(organizer)) if organizer is not None else "",
-        organizer_name=str(organizer.params.get("CN", "")) if organizer is not None else "",
-        attendees=attendees,
-    )
-
-
-def _strip_mailto(value: str) -> str:
-    return value[7:] if value.lower().startswith("mailto:") else value

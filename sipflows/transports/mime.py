@@ -19,14 +19,13 @@ import functools
 import random
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from email import base64mime, encoders, policy, quoprimime
+from email import base64mime, encoders, quoprimime
 from email.charset import BASE64, QP, Charset
 from email.headerregistry import Address
-from email.message import EmailMessage, Message
+from email.message import Message
 from email.mime.base import MIMEBase
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
-from email.parser import BytesParser
 from email.policy import Compat32
 from email.utils import format_datetime, formataddr
 from typing import Any
@@ -313,17 +312,3 @@ def mime_bytes(
     head = [b"Content-Type: " + content_type + _CRLF, b"MIME-Version: 1.0\r\n"]
     head += [fold(name, value) for name, value in _headers(message, sender, date, to_address)]
     return b"".join(head) + _CRLF + body
-
-
-def build_mime(
-    message: OutgoingMessage,
-    sender: Address,
-    *,
-    now: datetime | None = None,
-    attachments: Sequence[Attachment] | None = None,
-) -> EmailMessage:
-    """The same message as an ``EmailMessage``, parsed from exactly the bytes a transport sends."""
-    data = mime_bytes(message, sender, now=now, attachments=attachments)
-    parsed = BytesParser(policy=policy.SMTP).parsebytes(data)
-    assert isinstance(parsed, EmailMessage)
-    return parsed

@@ -53,7 +53,7 @@ their window is one notice.
 from sipflows.notices.dispatch.claims import LeaseClock, claim, default_worker_id, wall_clock
 from sipflows.notices.dispatch.messages import build_message
 from sipflows.notices.dispatch.send import dispatch
-from sipflows.notices.dispatch.summary import DispatchSummary, Failure, backoff, retry_schedule, retry_window
+from sipflows.notices.dispatch.summary import DispatchSummary, Failure, backoff
 
 __all__ = [
     "DispatchSummary",
@@ -64,7 +64,5 @@ __all__ = [
     "claim",
     "default_worker_id",
     "dispatch",
-    "retry_schedule",
-    "retry_window",
     "wall_clock",
 ]

@@ -41,16 +41,6 @@ def backoff(attempts: int, settings: Settings) -> timedelta:
     return timedelta(seconds=min(settings.backoff_base_seconds * 2**exponent, settings.backoff_max_seconds))
 
 
-def retry_schedule(settings: Settings) -> list[timedelta]:
-    """The waits of a notice that keeps failing: after its 1st, 2nd, ... try, until it is dead."""
-    return [backoff(attempts, settings) for attempts in range(1, settings.max_attempts)]
-
-
-def retry_window(settings: Settings) -> timedelta:
-    """How long after its first failed try a notice that keeps failing gets its last try."""
-    return sum(retry_schedule(settings), timedelta(0))
-
-
 def _secrets(settings: Settings) -> list[str]:
     values = (
         settings.smtp_password,

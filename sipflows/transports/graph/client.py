@@ -474,14 +474,6 @@ class GraphClient:
 
     # --- answers ----------------------------------------------------------------------------------------
 
-    def event_responses(self, event_id: str) -> EventResponses | None:
-        """The attendees' answers on one event sipflows booked; None when it is gone or not ours."""
-        try:
-            event = self.get_event(event_id)
-        except (PermanentSendError, TransientSendError) as exc:
-            raise GraphReadError(str(exc)) from None
-        return _responses(event) if event is not None else None
-
     def attendee_responses(self, start: datetime, end: datetime) -> list[EventResponses]:
         """The attendees' answers on every event sipflows booked that overlaps ``[start, end)``.
 
