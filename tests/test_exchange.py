@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -29,13 +30,14 @@ from sipflows.transports.base import (
     TransportUnavailable,
 )
 from sipflows.transports.exchange import ExchangeConfigurationError, ExchangeTransport, exchange_item_uid
+from tests import transport_messages
 from tests.ews_server import EwsServer, iter_requests
 from tests.factories import RegisterBuilder
+from tests.transport_messages import STARTS, outgoing
 
 PASSWORD = "Hemligt-lösen-7731!"
 USER = "svc-sipflows"
 MAILBOX = "sip-noreply@kommun.example.se"
-STARTS = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)  # 09:00 in Stockholm (CET)
 
 
 @pytest.fixture
@@ -58,48 +60,8 @@ def exchange_settings(ews: EwsServer, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def meeting_info(
-    uid: str = "m1-sip-2026-7@sipflows.test",
-    method: str = "REQUEST",
-    starts_at: datetime = STARTS,
-    minutes: int = 90,
-    location: str | None = "Köpings vårdcentral, rum 3",
-    attendees: tuple[Attendee, ...] = (),
-) -> MeetingInfo:
-    return MeetingInfo(
-        uid=uid,
-        sequence=0,
-        method=method,
-        subject="SIP-möte SIP-2026-7",
-        starts_at=starts_at,
-        ends_at=starts_at + timedelta(minutes=minutes),
-        place=location,
-        organizer_email=MAILBOX,
-        organizer_name="SIP-påminnelser",
-        attendees=attendees
-        or (Attendee("sara@kommun.example.se", "Sara", True), Attendee("fk@fk.example.se", "FK", False)),
-    )
-
-
-def outgoing(
-    to: str = "sara@kommun.example.se",
-    meeting: MeetingInfo | None = None,
-    external_id: str | None = None,
-    notice_id: int = 1,
-    key: str = "invitation:m1:c1:0",
-) -> OutgoingMessage:
-    return OutgoingMessage(
-        notice_id=notice_id,
-        key=key,
-        message_id=f"<{key.replace(':', '-')}@sipflows.local>",
-        to_address=to,
-        to_name="Sara Socialsekreterare",
-        subject="Kallelse: SIP-möte SIP-2026-7",
-        body_text="Kallelse till SIP-möte.",
-        body_html="<p>Kallelse till <b>SIP-möte</b> för SIP-2026-7.</p>",
-        meeting=meeting,
-        external_id=external_id,
-    )
+def meeting_info(**kwargs: Any) -> MeetingInfo:
+    return transport_messages.meeting_info((MAILBOX, "SIP-påminnelser"), **kwargs)
 
 
 def send(settings: Settings, *messages: OutgoingMessage) -> list[SendResult]:

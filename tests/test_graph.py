@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -14,7 +15,6 @@ from pydantic import SecretStr
 from sipflows.settings import Settings
 from sipflows.transports.base import (
     Attachment,
-    Attendee,
     MeetingInfo,
     OutgoingMessage,
     PermanentSendError,
@@ -34,11 +34,12 @@ from sipflows.transports.graph import (
     parse_graph_time,
     transaction_id,
 )
+from tests import transport_messages
 from tests.graph_server import GraphServer, closed_port, make_client_certificate
+from tests.transport_messages import STARTS, outgoing
 
 SECRET = "client-secret-~8Q.abc"
 MAILBOX = "sip@kommun.example.se"
-STARTS = datetime(2026, 3, 10, 8, 0, tzinfo=UTC)  # 09:00 in Stockholm (CET)
 CA_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
@@ -65,51 +66,8 @@ def graph_settings(graph: GraphServer, **overrides: object) -> Settings:
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 
-def meeting_info(
-    uid: str = "m1-sip-2026-7@sipflows.test",
-    method: str = "REQUEST",
-    starts_at: datetime = STARTS,
-    minutes: int = 90,
-    location: str | None = "Köpings vårdcentral, rum 3",
-) -> MeetingInfo:
-    return MeetingInfo(
-        uid=uid,
-        sequence=0,
-        method=method,
-        subject="SIP-möte SIP-2026-7",
-        starts_at=starts_at,
-        ends_at=starts_at + timedelta(minutes=minutes),
-        place=location,
-        organizer_email="sara@kommun.example.se",
-        organizer_name="Sara",
-        attendees=(
-            Attendee("sara@kommun.example.se", "Sara", True),
-            Attendee("fk@fk.example.se", "FK", False),
-        ),
-    )
-
-
-def outgoing(
-    to: str = "sara@kommun.example.se",
-    meeting: MeetingInfo | None = None,
-    external_id: str | None = None,
-    notice_id: int = 1,
-    key: str = "invitation:m1:c1:0",
-    **extra: object,
-) -> OutgoingMessage:
-    return OutgoingMessage(
-        notice_id=notice_id,
-        key=key,
-        message_id=f"<{key.replace(':', '-')}@sipflows.local>",
-        to_address=to,
-        to_name="Sara Socialsekreterare",
-        subject="Kallelse: SIP-möte SIP-2026-7",
-        body_text="Kallelse till SIP-möte.",
-        body_html="<p>Kallelse till <b>SIP-möte</b> för SIP-2026-7.</p>",
-        meeting=meeting,
-        external_id=external_id,
-        **extra,  # type: ignore[arg-type]
-    )
+def meeting_info(**kwargs: Any) -> MeetingInfo:
+    return transport_messages.meeting_info(("sara@kommun.example.se", "Sara"), **kwargs)
 
 
 class Naps:
