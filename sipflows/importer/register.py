@@ -1,0 +1,261 @@
+"""The register side of an import: look-ups by code in one statement, bulk INSERT/UPDATE through the
+driver, and ``_Job`` (one table being imported in one transaction: its errors and references)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy import any_, bindparam, func, literal_column, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from sipflows.hygiene import shown
+from sipflows.importer.csvfile import Record, Table
+from sipflows.importer.results import FileResult, ImportErrors, ImportIssue
+from sipflows.importer.specs import _DEFAULTS, KEYS, PERSONAL_KINDS
+from sipflows.models import (
+    Base,
+    Contact,
+    Meeting,
+    Organisation,
+    SipCase,
+)
+
+# Keep every IN list well below SQLite's and psycopg's parameter limits.
+_CHUNK = 900
+
+
+def _unique(values: Iterable[Any]) -> list[Any]:
+    return list(dict.fromkeys(v for v in values if v is not None))
+
+
+def _select_in(session: Session, columns: Sequence[Any], in_column: Any, values: Iterable[Any]) -> list[Any]:
+    """``SELECT columns WHERE in_column IN values``, the values sent as one parameter whatever their
+    number: a PostgreSQL array (``= ANY(…)``), on SQLite a JSON array read by ``json_each``. Both use the
+    column's index; a file of 100 000 codes is one statement, not 112 with 900 placeholders each.
+
+    Core rows through the session's connection: no ORM row processing for what is only looked up."""
+    wanted = _unique(values)
+    if not wanted:
+        return []
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        keys = bindparam("keys", wanted, type_=postgresql.ARRAY(in_column.type))
+        condition = in_column == any_(keys)
+    elif conn.dialect.name == "sqlite":
+        if not all(type(v) in (str, int) for v in wanted):
+            raise TypeError("look-ups by code or id only (text or integer keys)")
+        listed: Any = select(literal_column("value")).select_from(
+            func.json_each(bindparam("keys", json.dumps(wanted)))
+        )
+        condition = in_column.in_(listed)
+    else:  # any other database: IN lists of _CHUNK values
+        rows: list[Any] = []
+        for i in range(0, len(wanted), _CHUNK):
+            rows.extend(conn.execute(select(*columns).where(in_column.in_(wanted[i : i + _CHUNK]))).all())
+        return rows
+    return list(conn.execute(select(*columns).where(condition)).all())
+
+
+def _write(
+    session: Session, model: type[Base], inserts: list[dict[str, Any]], updates: list[dict[str, Any]]
+) -> None:
+    """Bulk INSERT and bulk UPDATE by primary key, grouped so each statement has one set of columns.
+
+    The rows go to the driver in one call per statement: ``executemany`` (SQLite's runs in C; psycopg's
+    pipelines the UPDATEs) and on PostgreSQL ``COPY … FROM STDIN`` for the INSERTs. Each value passes
+    through its column type's bind processor first, exactly what SQLAlchemy would send, so enums, booleans
+    and UTC times are stored as everywhere else. Not the ORM's bulk INSERT: it starts a new statement
+    wherever the set of non-NULL columns changes and splices the RETURNING results of every batch, which is
+    quadratic on a file whose optional cells alternate between empty and filled."""
+    table = cast(sa.Table, model.__table__)
+    conn = session.connection()
+    for rows in _same_columns(inserts):
+        _bulk(conn, table, rows, by_id=False)
+    for rows in _same_columns(updates):
+        _bulk(conn, table, rows, by_id=True)
+
+
+def _bulk(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], *, by_id: bool) -> None:
+    dialect = conn.dialect
+    names = [n for n in rows[0] if n != "id"] + (["id"] if by_id else [])
+    absent = [c for c in table.c if c.name not in names and (c.default is not None or c.onupdate is not None)]
+    if absent and not by_id:
+        raise ValueError(f"insert into {table.name} without {absent[0].name}, which has a Python default")
+    processors = [table.c[n].type.bind_processor(dialect) for n in names]
+    # column by column: one processor call per value, no per-row Python beyond building the tuples
+    columns = [[row[n] for row in rows] for n in names]
+    for i, process in enumerate(processors):
+        if process is not None:
+            columns[i] = [process(v) for v in columns[i]]
+    data = list(zip(*columns, strict=True))
+    quote = dialect.identifier_preparer.quote
+    target = dialect.identifier_preparer.format_table(table)
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"
+    if by_id:
+        sets = ", ".join(f"{quote(n)} = {mark}" for n in names[:-1])
+        sql = f"UPDATE {target} SET {sets} WHERE {quote('id')} = {mark}"
+    elif dialect.name == "postgresql":
+        sql = f"COPY {target} ({', '.join(quote(n) for n in names)}) FROM STDIN"
+    else:
+        marks = ", ".join([mark] * len(names))
+        sql = f"INSERT INTO {target} ({', '.join(quote(n) for n in names)}) VALUES ({marks})"
+    cursor = conn.connection.cursor()
+    try:
+        if sql.startswith("COPY"):
+            with cursor.copy(sql) as copy:
+                for row in data:
+                    copy.write_row(row)
+        else:
+            cursor.executemany(sql, data)
+    except dialect.loaded_dbapi.Error as exc:
+        # as SQLAlchemy would raise it: an IntegrityError or DataError the import reports for the file
+        raise sa.exc.DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
+
+
+def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The rows grouped by their set of columns (in the order first seen): one statement per group."""
+    groups: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault(frozenset(row), []).append(row)
+    return list(groups.values())
+
+
+def _current(row: Any, attrs: Sequence[str]) -> dict[str, Any]:
+    return {a: getattr(row, a) for a in attrs}
+
+
+def _changes(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in new.items() if current.get(k) != v}
+
+
+class _Job:
+    """One table being imported in one transaction: its session, errors and reference look-ups."""
+
+    def __init__(self, session: Session, table: Table, now: datetime, mail_domain: str) -> None:
+        self.session = session
+        self.table = table
+        self.now = now
+        self.mail_domain = mail_domain
+        self.issues: list[ImportIssue] = list(table.issues)
+        # cases.csv and deviations.csv: never quote a cell in a message
+        self.echo = table.kind not in PERSONAL_KINDS
+
+    @property
+    def records(self) -> list[Record]:
+        return self.table.records
+
+    def has(self, column: str) -> bool:
+        return column in self.table.columns
+
+    def issue(self, line: int, column: str | None, reason: str) -> None:
+        self.issues.append(ImportIssue(self.table.source, line, column, reason))
+
+    def raise_if_issues(self) -> None:
+        if self.issues:
+            raise ImportErrors(sorted(self.issues, key=lambda i: i.line or 0))
+
+    def check_duplicates(self) -> None:
+        key = KEYS[self.table.kind]
+        first: dict[tuple[Any, ...], int] = {}
+        for rec in self.records:
+            value = tuple(rec.values.get(k) for k in key)
+            if any(v is None for v in value):
+                continue
+            if value in first:
+                if self.echo:
+                    same = ", ".join(f"{k} '{shown(str(v))}'" for k, v in zip(key, value, strict=True))
+                else:
+                    same = "the same " + " and ".join(key)
+                self.issue(rec.line, key[-1], f"duplicate row: {same} is already on line {first[value]}")
+            else:
+                first[value] = rec.line
+
+    # references: one chunked query per kind referred to, loaded once per file
+
+    def organisations(self, column: str) -> dict[str, int]:
+        codes = [r.values.get(column) for r in self.records]
+        found = dict(_select_in(self.session, (Organisation.code, Organisation.id), Organisation.code, codes))
+        self._unknown(column, found, "organisation")
+        return found
+
+    def contacts(self, *columns: str) -> dict[str, tuple[int, int]]:
+        """code → (contact id, organisation id)."""
+        codes = [r.values.get(c) for r in self.records for c in columns]
+        rows = _select_in(
+            self.session, (Contact.code, Contact.id, Contact.organisation_id), Contact.code, codes
+        )
+        found = {code: (cid, org) for code, cid, org in rows}
+        for column in columns:
+            self._unknown(column, found, "contact")
+        return found
+
+    def cases(self, column: str) -> dict[str, Any]:
+        codes = [r.values.get(column) for r in self.records]
+        rows = _select_in(
+            self.session,
+            (
+                SipCase.reference,
+                SipCase.id,
+                SipCase.convener_contact_id,
+                SipCase.coordinator_contact_id,
+                SipCase.status,
+                SipCase.consent_withdrawn_on,
+            ),
+            SipCase.reference,
+            codes,
+        )
+        found = {row.reference: row for row in rows}
+        self._unknown(column, found, "case")
+        return found
+
+    def meetings(self, column: str) -> dict[str, tuple[int, int, int]]:
+        """code → (meeting id, case id, SEQUENCE)."""
+        codes = [r.values.get(column) for r in self.records]
+        rows = _select_in(
+            self.session, (Meeting.code, Meeting.id, Meeting.case_id, Meeting.sequence), Meeting.code, codes
+        )
+        found = {code: (mid, case_id, seq) for code, mid, case_id, seq in rows}
+        self._unknown(column, found, "meeting")
+        return found
+
+    def _unknown(self, column: str, found: Mapping[str, Any], what: str) -> None:
+        if not self.has(column):
+            return
+        for rec in self.records:
+            code = rec.values.get(column)
+            if code is not None and code not in found:
+                named = f" '{shown(code)}'" if self.echo else ""
+                self.issue(
+                    rec.line,
+                    column,
+                    f"unknown {what}{named} (not in the register nor in an earlier file of this import)",
+                )
+
+    def existing(
+        self, model: type[Base], key_attr: InstrumentedAttribute[Any], attrs: Sequence[str]
+    ) -> dict[Any, Any]:
+        column = KEYS[self.table.kind][0]
+        keys = [r.values.get(column) for r in self.records]
+        columns = [key_attr, *(getattr(model, a) for a in ("id", *attrs))]
+        return {getattr(row, key_attr.key): row for row in _select_in(self.session, columns, key_attr, keys)}
+
+    def result(self, inserted: int, updated: int) -> FileResult:
+        n = len(self.records)
+        return FileResult(self.table.source, self.table.kind, n, inserted, updated, n - inserted - updated)
+
+
+def _effective(rec: Record, column: str, current: Any, job: _Job) -> Any:
+    """The value a field will have after the import: the file's if the column is given, else the
+    register's (absent columns are left untouched), else the documented default."""
+    if job.has(column):
+        return rec.values.get(column)
+    if current is not None:
+        return getattr(current, column)
+    return _DEFAULTS[job.table.kind][column]
