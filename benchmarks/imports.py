@@ -8,7 +8,7 @@ deviations at every stage. The files refer to each other, so they import in the 
 empty register.
 
 For each database it creates a fresh register (a SQLite file in ``--folder``; on PostgreSQL a schema named
-after this benchmark's branch, ``issue_12_import``, dropped at the end), then:
+``--schema``, by default ``issue_12_import``, dropped at the end), then:
 
 - **first import**: every file in order through ``sipflows.importer.import_files``, one call per file (its
   own transaction, as ``sipflows import`` does), timed from reading the file to the commit;
@@ -20,7 +20,8 @@ is under the target of 5 s. The load average is printed before and after: the ma
 figures from one run.
 
     nice python benchmarks/imports.py [--rows 100000] [--database sqlite|postgresql|both]
-        [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--only meetings,contacts]
+        [--postgres-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--schema issue_12_import]
+        [--only meetings,contacts]
 
 This is a script that measures, not a test.
 """
@@ -346,12 +347,12 @@ def sqlite_engine(folder: Path) -> Engine:
     return make_engine(f"sqlite:///{path}")
 
 
-def postgres_engine(base_url: str) -> tuple[Engine, Engine]:
+def postgres_engine(base_url: str, schema: str) -> tuple[Engine, Engine]:
     admin = make_engine(base_url)
     with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
-        conn.execute(text(f'CREATE SCHEMA "{SCHEMA}"'))
-    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={SCHEMA}"})
+        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
     return admin, make_engine(url.render_as_string(hide_password=False))
 
 
@@ -360,9 +361,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=100_000, help="rows per file (default 100000)")
     ap.add_argument("--database", choices=("sqlite", "postgresql", "both"), default="both")
     ap.add_argument("--postgres-url", default=os.environ.get("SIPFLOWS_TEST_POSTGRES_URL", DEFAULT_PG_URL))
+    ap.add_argument(
+        "--schema",
+        default=SCHEMA,
+        help=f"PostgreSQL schema to create and drop (default {SCHEMA}; name your own when others run this)",
+    )
     ap.add_argument("--folder", type=Path, default=Path(tempfile.gettempdir()) / "sipflows-bench-imports")
     ap.add_argument("--only", help="comma-separated kinds to time (the files before them are still imported)")
     args = ap.parse_args(argv)
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", args.schema):
+        raise SystemExit("--schema: lower-case letters, digits and _ only")
 
     only = set(args.only.split(",")) if args.only else set(KINDS)
     unknown = only - set(KINDS)
@@ -389,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if not re.fullmatch(r"postgresql(\+\w+)?://.*", args.postgres_url):
                 raise SystemExit("--postgres-url: not a postgresql:// URL")
-            admin, engine = postgres_engine(args.postgres_url)
+            admin, engine = postgres_engine(args.postgres_url, args.schema)
         try:
             migrate(engine)
             print("-- first import", file=sys.stderr, flush=True)
@@ -400,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             engine.dispose()
             if admin is not None:
                 with admin.begin() as conn:
-                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{SCHEMA}" CASCADE'))
+                    conn.execute(text(f'DROP SCHEMA IF EXISTS "{args.schema}" CASCADE'))
                 admin.dispose()
         keep = [i for i, t in enumerate(first) if t.kind in only]
         print(report(database, [first[i] for i in keep], [again[i] for i in keep]))
