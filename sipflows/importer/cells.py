@@ -42,11 +42,15 @@ class _Invalid(ValueError):
 Parser = Callable[[str], Any]
 
 # Parsers whose result depends on the cell alone and whose cells repeat across rows (choices, yes/no,
-# dates, times on the quarter hour): each distinct cell is parsed once per file (at most _CACHE_LIMIT
-# distinct cells per column are kept). Codes and free text are unique per row and are not cached.
+# dates, times on the quarter hour): each distinct cell of a column is parsed once per file. Codes and
+# free text are unique per row and are not parsed that way.
 _CACHEABLE: set[Parser] = set()
-_CACHE_LIMIT = 100_000
-_MISS = object()
+
+# Parsers that return a valid cell as it is (codes, text, addresses), each with a check of a whole column
+# at once: True when every cell of it is valid and would come back unchanged, which a few C-level calls
+# over the column decide for most files. False sends the column through the parser cell by cell.
+ColumnCheck = Callable[[list[str]], bool]
+_UNCHANGED: dict[Parser, ColumnCheck] = {}
 
 
 def _text(max_len: int | None, *, one_line_only: bool = False, staff: bool = False) -> Parser:
@@ -63,6 +67,16 @@ def _text(max_len: int | None, *, one_line_only: bool = False, staff: bool = Fal
             raise _Invalid(IDENTITY_REASON)
         return raw
 
+    def unchanged(cells: list[str]) -> bool:
+        if max_len is not None and max(map(len, cells), default=0) > max_len:
+            return False
+        joined = "".join(cells)
+        if "\x00" in joined or (one_line_only and has_control_characters(joined)):
+            return False
+        # "|" is neither a digit nor a separator inside a personal identity number: no match spans cells
+        return not (staff and identity_number_in("|".join(cells)))
+
+    _UNCHANGED[parse] = unchanged
     return parse
 
 
@@ -74,6 +88,15 @@ def _code_text(raw: str) -> str:
     if has_control_characters(code):
         raise _Invalid("contains a line break or another control character; a code is one line")
     return code
+
+
+def _codes_unchanged(cells: list[str]) -> bool:
+    """Printable ASCII is its own NFC form and holds no control character (nor NUL)."""
+    joined = "".join(cells)
+    return joined.isascii() and joined.isprintable() and max(map(len, cells), default=0) <= 64
+
+
+_UNCHANGED[_code_text] = _codes_unchanged
 
 
 def _enum(cls: type[Enum]) -> Parser:
@@ -165,11 +188,94 @@ def _email(raw: str) -> str:
     return raw
 
 
+def _emails_unchanged(cells: list[str]) -> bool:
+    return (
+        max(map(len, cells), default=0) <= 254
+        and all(map(_EMAIL.match, cells))
+        and ".." not in "\n".join(cells)
+    )
+
+
+_UNCHANGED[_email] = _emails_unchanged
+
+
+_URL = re.compile(r"^https?://[^\s/]+\S*$", re.IGNORECASE)
+
+
 def _url(raw: str) -> str:
     if len(raw) > 500:
         raise _Invalid(f"longer than 500 characters ({len(raw)})")
     if has_control_characters(raw):
         raise _Invalid("contains a control character")
-    if not re.match(r"^https?://[^\s/]+\S*$", raw, re.IGNORECASE):
+    if not _URL.match(raw):
         raise _Invalid("is not an http(s) address", raw)
     return raw
+
+
+def _urls_unchanged(cells: list[str]) -> bool:
+    return (
+        max(map(len, cells), default=0) <= 500
+        and not has_control_characters("".join(cells))
+        and all(map(_URL.match, cells))
+    )
+
+
+_UNCHANGED[_url] = _urls_unchanged
+
+NUL_REASON = "contains a NUL character (\\x00)"
+REQUIRED_REASON = "a value is required"
+
+
+def parse_column(
+    parse: Parser, cells: list[str], required: bool, default: Any, echo: bool
+) -> tuple[list[Any], list[tuple[int, str]]]:
+    """The values of one column's (trimmed) cells, and the errors as (row index, reason).
+
+    Exactly what parsing each cell on its own gives: an empty cell is the column's default (an error if
+    the column is required), a cell with NUL is an error (never stored: PostgreSQL refuses it, SQLite
+    would put it into a mail header), any other cell is the parser's value or its error; a wrong cell's
+    value is None. Done over the whole column: a repeating kind of cell is parsed once per distinct
+    value, a code or text column is checked at once where it can be (``_UNCHANGED``)."""
+    errors: list[tuple[int, str]] = []
+    if parse in _CACHEABLE:
+        parsed: dict[str, Any] = {}
+        wrong: dict[str, str] = {}
+        for cell in dict.fromkeys(cells):
+            if cell == "":
+                parsed[cell] = default
+                if required:
+                    wrong[cell] = REQUIRED_REASON
+            elif "\x00" in cell:
+                parsed[cell], wrong[cell] = None, NUL_REASON
+            else:
+                try:
+                    parsed[cell] = parse(cell)
+                except _Invalid as exc:
+                    parsed[cell], wrong[cell] = None, exc.message(echo)
+        if wrong:
+            errors = [(i, wrong[cell]) for i, cell in enumerate(cells) if cell in wrong]
+        return list(map(parsed.__getitem__, cells)), errors
+    check = _UNCHANGED.get(parse)
+    has_empty = "" in cells
+    if check is not None and check([c for c in cells if c] if has_empty else cells):
+        if not has_empty:
+            return cells, errors
+        if required:
+            errors = [(i, REQUIRED_REASON) for i, cell in enumerate(cells) if not cell]
+        return [cell if cell else default for cell in cells], errors
+    values: list[Any] = []
+    for i, cell in enumerate(cells):
+        if cell == "":
+            values.append(default)
+            if required:
+                errors.append((i, REQUIRED_REASON))
+        elif "\x00" in cell:
+            values.append(None)
+            errors.append((i, NUL_REASON))
+        else:
+            try:
+                values.append(parse(cell))
+            except _Invalid as exc:
+                values.append(None)
+                errors.append((i, exc.message(echo)))
+    return values, errors

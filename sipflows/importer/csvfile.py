@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sipflows.importer.cells import _CACHE_LIMIT, _MISS, _Invalid
+from sipflows.importer.cells import parse_column
 from sipflows.importer.results import ImportErrors, ImportIssue
-from sipflows.importer.specs import PERSONAL_KINDS, SPECS, _cache_for
+from sipflows.importer.specs import PERSONAL_KINDS, SPECS
 
 # Python's csv module refuses a larger cell; documented in docs/import-format.md.
 CELL_LIMIT = csv.field_size_limit()
@@ -119,66 +119,56 @@ def parse_table(text: str, kind: str, source: str) -> Table:
     if issues:
         raise ImportErrors(issues)
 
-    # one entry per header column, looked up once: the loop below runs once per cell of the file
-    plan = [
-        (i, name, specs[name].parse, specs[name].required, specs[name].default, _cache_for(specs[name]))
-        for i, name in enumerate(header)
-    ]
-    records: list[Record] = []
+    # the rows as read, then parsed column by column: each column's parser is looked up once per file
+    width = len(header)
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    # (line, position in the row, issue), sorted at the end into the order of the file
+    found: list[tuple[int, int, ImportIssue]] = []
     previous_end = reader.line_num
     try:
         for cells in reader:
             line = previous_end + 1
             previous_end = reader.line_num
-            if not any(c.strip() for c in cells):
+            first = cells[0] if cells else ""
+            if (not first or first.isspace()) and not "".join(cells).strip():
                 continue  # blank lines and Excel's trailing ';;;;' rows
-            extra = len(cells) > len(header) and any(c.strip() for c in cells[len(header) :])
-            if extra or len(cells) < len(header):
+            if len(cells) != width and (len(cells) < width or any(c.strip() for c in cells[width:])):
                 # a delimiter too many or too few shifts every cell after it: its cells are not read
-                issue(
-                    line,
-                    None,
-                    f"has {len(cells)} fields but the header has {len(header)} (a delimiter too many or "
-                    "too few?)",
+                reason = (
+                    f"has {len(cells)} fields but the header has {width} (a delimiter too many or too few?)"
                 )
+                found.append((line, -1, ImportIssue(source, line, None, reason)))
                 continue
-            values: dict[str, Any] = {}
-            for i, name, parse, required, default, cache in plan:
-                cell = cells[i].strip()
-                if cell == "":
-                    if required:
-                        issue(line, name, "a value is required")
-                    values[name] = default
-                    continue
-                if cache is not None:
-                    hit = cache.get(cell, _MISS)
-                    if hit is not _MISS:
-                        values[name] = hit
-                        continue
-                if "\x00" in cell:
-                    # never stored: PostgreSQL refuses it, SQLite would put it into a mail header
-                    issue(line, name, "contains a NUL character (\\x00)")
-                    values[name] = None
-                    continue
-                try:
-                    values[name] = parsed = parse(cell)
-                except _Invalid as exc:
-                    issue(line, name, exc.message(echo))
-                    values[name] = None
-                    continue
-                if cache is not None and len(cache) < _CACHE_LIMIT:
-                    cache[cell] = parsed
-            records.append(Record(line, values))
+            rows.append(cells)
+            lines.append(line)
     except csv.Error as exc:
         # the row that could not be read starts on the line after the last one read
         start = previous_end + 1
         if "field larger than field limit" in str(exc):
-            issue(start, None, f"a cell is larger than {CELL_LIMIT} characters, the most a cell may hold")
+            reason = f"a cell is larger than {CELL_LIMIT} characters, the most a cell may hold"
         elif "unexpected end of data" in str(exc):
-            opened = _unclosed_quote_line(text, delimiter, start)
-            issue(opened, None, 'a quoted cell opens on this line and is never closed (a missing ")')
+            start = _unclosed_quote_line(text, delimiter, start)
+            reason = 'a quoted cell opens on this line and is never closed (a missing ")'
         else:
-            issue(start, None, f"not valid CSV: {exc}")
+            reason = f"not valid CSV: {exc}"
+        # its line is after every row read: it sorts after their errors
+        found.append((start, width, ImportIssue(source, start, None, reason)))
+
+    columns: list[list[Any]] = []
+    for position, (name, cells) in enumerate(zip(header, zip(*rows, strict=False), strict=False)):
+        col = specs[name]
+        values, errors = parse_column(col.parse, list(map(str.strip, cells)), col.required, col.default, echo)
+        columns.append(values)
+        found.extend(
+            (lines[i], position, ImportIssue(source, lines[i], name, reason)) for i, reason in errors
+        )
+    found.sort(key=lambda item: (item[0], item[1]))
+    issues.extend(item[2] for item in found)
+    records = [
+        Record(line, dict(zip(header, row, strict=True)))
+        for line, row in zip(lines, zip(*columns, strict=True), strict=True)
+    ]
     return Table(source, kind, frozenset(header), records, issues)
 
 

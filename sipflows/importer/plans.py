@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -29,6 +30,15 @@ from sipflows.models import (
     Severity,
     SipCase,
 )
+
+# codes that ``meeting_uid`` leaves as they are (unreserved characters, no percent-encoding needed)
+_PLAIN_CODE = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _uid(code: str, mail_domain: str) -> str:
+    """``meeting_uid`` for a code as the parser returns it (NFC, trimmed), without its per-code quoting
+    where the code is plain letters, digits and ``-._~``."""
+    return f"{code}@{mail_domain}" if _PLAIN_CODE.fullmatch(code) else meeting_uid(code, mail_domain)
 
 
 def _import_cases(job: _Job) -> FileResult:
@@ -215,7 +225,7 @@ def _import_meetings(job: _Job) -> FileResult:
             )
         code = v.get("code")
         if code is not None and code not in existing:
-            uid = meeting_uid(code, job.mail_domain)
+            uid = _uid(code, job.mail_domain)
             if len(uid) > UID_MAX:
                 job.issue(
                     rec.line,
@@ -267,7 +277,7 @@ def _import_meetings(job: _Job) -> FileResult:
                     **base,
                     **new,
                     "code": v["code"],
-                    "ical_uid": meeting_uid(v["code"], job.mail_domain),
+                    "ical_uid": _uid(v["code"], job.mail_domain),
                     "sequence": 0,
                     "updated_at": job.now,
                 }

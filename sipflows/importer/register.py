@@ -4,7 +4,8 @@ driver, and ``_Job`` (one table being imported in one transaction: its errors an
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -87,11 +88,14 @@ def _bulk(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], *, b
     if absent and not by_id:
         raise ValueError(f"insert into {table.name} without {absent[0].name}, which has a Python default")
     processors = [table.c[n].type.bind_processor(dialect) for n in names]
-    # column by column: one processor call per value, no per-row Python beyond building the tuples
+    # column by column, each distinct value of a column processed once: no per-row Python beyond
+    # building the tuples
     columns = [[row[n] for row in rows] for n in names]
     for i, process in enumerate(processors):
         if process is not None:
-            columns[i] = [process(v) for v in columns[i]]
+            columns[i] = _each_distinct(process, columns[i])
+        if dialect.name == "sqlite":
+            columns[i] = _sqlite_adapted(columns[i])
     data = list(zip(*columns, strict=True))
     quote = dialect.identifier_preparer.quote
     target = dialect.identifier_preparer.format_table(table)
@@ -117,6 +121,40 @@ def _bulk(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], *, b
         raise sa.exc.DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
     finally:
         cursor.close()
+
+
+def _each_distinct(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:
+    """``[process(v) for v in values]``, calling ``process`` once per distinct value where values repeat
+    (choices, flags, dates and times do; the values of one column are of one type)."""
+    try:
+        distinct = dict.fromkeys(values)
+    except TypeError:  # an unhashable value (JSON): one call each
+        return [process(v) for v in values]
+    if len(distinct) * 2 > len(values):
+        return [process(v) for v in values]
+    done = {v: process(v) for v in distinct}
+    return list(map(done.__getitem__, values))
+
+
+def _sqlite_adapted(values: list[Any]) -> list[Any]:
+    """The values as sqlite3 would adapt them itself (its adapters for dates and times: text in ISO
+    form), done once per distinct value here instead of once per cell inside ``executemany``."""
+    kinds = {type(v) for v in values}
+    adapters = {k: sqlite3.adapters.get((k, sqlite3.PrepareProtocol)) for k in kinds}
+    if not any(adapters.values()):
+        return values
+    done: dict[Any, Any] = {}
+    out = []
+    for v in values:
+        adapted = done.get(v, _MISSING)
+        if adapted is _MISSING:
+            adapt = adapters[type(v)]
+            done[v] = adapted = adapt(v) if adapt is not None else v
+        out.append(adapted)
+    return out
+
+
+_MISSING = object()
 
 
 def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sipflows.importer.cells import (
-    _CACHEABLE,
     Parser,
     _bool,
     _code_text,
@@ -62,10 +61,6 @@ class Column:
     parse: Parser
     required: bool = False
     default: Any = None
-
-
-def _cache_for(col: Column) -> dict[str, Any] | None:
-    return {} if col.parse in _CACHEABLE else None
 
 
 def _code(name: str, required: bool = True) -> Column:
