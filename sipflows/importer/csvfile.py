@@ -36,6 +36,15 @@ class Table:
     records: list[Record]
     # cell errors found while parsing; the import goes on to find reference errors too, then refuses
     issues: list[ImportIssue] = field(default_factory=list)
+    # the parsed values column by column, in the order of the records (as parsed; see values_of)
+    parsed: dict[str, list[Any]] = field(default_factory=dict)
+
+    def values_of(self, column: str) -> list[Any]:
+        """One column's value in every record (None throughout for a column not in the file)."""
+        found = self.parsed.get(column)
+        if found is not None and len(found) == len(self.records):
+            return found
+        return [r.values.get(column) for r in self.records]
 
 
 def detect_delimiter(header_line: str) -> str:
@@ -156,9 +165,9 @@ def parse_table(text: str, kind: str, source: str) -> Table:
         found.append((start, width, ImportIssue(source, start, None, reason)))
 
     columns: list[list[Any]] = []
-    for position, (name, cells) in enumerate(zip(header, zip(*rows, strict=False), strict=False)):
+    for position, (name, read) in enumerate(zip(header, zip(*rows, strict=False), strict=False)):
         col = specs[name]
-        values, errors = parse_column(col.parse, list(map(str.strip, cells)), col.required, col.default, echo)
+        values, errors = parse_column(col.parse, list(map(str.strip, read)), col.required, col.default, echo)
         columns.append(values)
         found.extend(
             (lines[i], position, ImportIssue(source, lines[i], name, reason)) for i, reason in errors
@@ -169,7 +178,7 @@ def parse_table(text: str, kind: str, source: str) -> Table:
         Record(line, dict(zip(header, row, strict=True)))
         for line, row in zip(lines, zip(*columns, strict=True), strict=True)
     ]
-    return Table(source, kind, frozenset(header), records, issues)
+    return Table(source, kind, frozenset(header), records, issues, dict(zip(header, columns, strict=False)))
 
 
 def _unclosed_quote_line(text: str, delimiter: str, start_line: int) -> int:

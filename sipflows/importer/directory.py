@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sipflows.importer.register import _changes, _current, _Job, _select_in, _write
+from sipflows.importer.register import _changes, _Job, _select_dicts, _select_in, _write
 from sipflows.importer.results import FileResult
 from sipflows.models import (
     ClosedDay,
@@ -29,8 +29,8 @@ def _import_organisations(job: _Job) -> FileResult:
         row = existing.get(v["code"])
         if row is None:
             inserts.append({"code": v["code"], "principal": None, **new})
-        elif changes := _changes(_current(row, attrs), new):
-            updates.append({"id": row.id, **changes})
+        elif changes := _changes(row, new):
+            updates.append({"id": row["id"], **changes})
     _write(job.session, Organisation, inserts, updates)
     return job.result(len(inserts), len(updates))
 
@@ -39,13 +39,13 @@ def _import_closed_days(job: _Job) -> FileResult:
     job.check_duplicates()
     orgs = job.organisations("organisation")
     job.raise_if_issues()
-    rows = _select_in(
+    rows = _select_dicts(
         job.session,
         (ClosedDay.id, ClosedDay.organisation_id, ClosedDay.day, ClosedDay.reason),
         ClosedDay.organisation_id,
         orgs.values(),
     )
-    existing = {(r.organisation_id, r.day): r for r in rows}
+    existing = {(r["organisation_id"], r["day"]): r for r in rows}
     inserts, updates = [], []
     for rec in job.records:
         v = rec.values
@@ -54,8 +54,8 @@ def _import_closed_days(job: _Job) -> FileResult:
         new = {"reason": v["reason"]} if job.has("reason") else {}
         if row is None:
             inserts.append({"organisation_id": org_id, "day": v["day"], "reason": None, **new})
-        elif changes := _changes(_current(row, ("reason",)), new):
-            updates.append({"id": row.id, **changes})
+        elif changes := _changes(row, new):
+            updates.append({"id": row["id"], **changes})
     _write(job.session, ClosedDay, inserts, updates)
     return job.result(len(inserts), len(updates))
 
@@ -103,7 +103,7 @@ def _import_contacts(job: _Job) -> FileResult:
     )
     existing = job.existing(Contact, Contact.code, attrs)
     new_rows = [r for r in job.records if r.values["code"] not in existing]
-    ids = dict(in_register) | {code: row.id for code, row in existing.items()}
+    ids = dict(in_register) | {code: row["id"] for code, row in existing.items()}
     # New contacts go in two waves so that most escalation ids are known at INSERT time (staff after their
     # chiefs); the few left (chains, cycles) get theirs by UPDATE below.
     escalation_at_insert: dict[str, int | None] = {}
@@ -158,14 +158,14 @@ def _import_contacts(job: _Job) -> FileResult:
             target = new.get("escalation_contact_id")
             if target != escalation_at_insert[v["code"]]:
                 updates.append({"id": ids[v["code"]], "escalation_contact_id": target})
-        elif changes := _changes(_current(row, attrs), new):
-            updates.append({"id": row.id, **changes})
-            changed.add(row.id)
+        elif changes := _changes(row, new):
+            updates.append({"id": row["id"], **changes})
+            changed.add(row["id"])
     _write(job.session, Contact, [], updates)
 
     if job.has("escalation_for_organisation"):
         changed |= _set_organisation_escalations(job, orgs, ids)
-    existing_ids = {row.id for row in existing.values()}
+    existing_ids = {row["id"] for row in existing.values()}
     return job.result(len(new_rows), len(changed & existing_ids))
 
 
@@ -179,11 +179,8 @@ def _set_organisation_escalations(job: _Job, orgs: Mapping[str, int], ids: Mappi
     }
     in_file = {ids[r.values["code"]] for r in job.records}
     columns = (Organisation.id, Organisation.escalation_contact_id)
-    current = {
-        row.id: row.escalation_contact_id for row in _select_in(job.session, columns, Organisation.id, wanted)
-    }
-    for row in _select_in(job.session, columns, Organisation.escalation_contact_id, in_file):
-        current[row.id] = row.escalation_contact_id
+    current = dict(_select_in(job.session, columns, Organisation.id, wanted))
+    current.update(_select_in(job.session, columns, Organisation.escalation_contact_id, in_file))
     updates = []
     touched: set[int] = set()
     for org_id, contact_id in current.items():

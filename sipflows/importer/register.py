@@ -6,20 +6,20 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
-from typing import Any, cast
+from datetime import date, datetime
+from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
-from sqlalchemy import any_, bindparam, func, literal_column, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import bindparam, func, literal_column, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sipflows.hygiene import shown
 from sipflows.importer.csvfile import Record, Table
 from sipflows.importer.results import FileResult, ImportErrors, ImportIssue
-from sipflows.importer.specs import _DEFAULTS, KEYS, PERSONAL_KINDS
+from sipflows.importer.specs import KEYS, PERSONAL_KINDS
 from sipflows.models import (
     Base,
+    CaseStatus,
     Contact,
     Meeting,
     Organisation,
@@ -34,32 +34,63 @@ def _unique(values: Iterable[Any]) -> list[Any]:
     return list(dict.fromkeys(v for v in values if v is not None))
 
 
-def _select_in(session: Session, columns: Sequence[Any], in_column: Any, values: Iterable[Any]) -> list[Any]:
-    """``SELECT columns WHERE in_column IN values``, the values sent as one parameter whatever their
-    number: a PostgreSQL array (``= ANY(…)``), on SQLite a JSON array read by ``json_each``. Both use the
-    column's index; a file of 100 000 codes is one statement, not 112 with 900 placeholders each.
+def _select_in(
+    session: Session, columns: Sequence[Any], in_column: Any, values: Iterable[Any]
+) -> list[tuple[Any, ...]]:
+    """``SELECT columns WHERE in_column IN values`` as plain tuples, the values sent as one parameter
+    whatever their number: a JSON array read by ``json_array_elements_text`` on PostgreSQL and by
+    ``json_each`` on SQLite. The column's index is used; a file of 100 000 codes is one statement, not
+    112 with 900 placeholders each, and the list is serialised in C (a PostgreSQL array parameter was
+    dumped value by value).
 
-    Core rows through the session's connection: no ORM row processing for what is only looked up."""
+    Read through the session's connection with the driver's cursor; each column's result processor (the
+    one SQLAlchemy would apply: enums, UTC times) runs once per distinct value."""
     wanted = _unique(values)
     if not wanted:
         return []
     conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        keys = bindparam("keys", wanted, type_=postgresql.ARRAY(in_column.type))
-        condition = in_column == any_(keys)
-    elif conn.dialect.name == "sqlite":
-        if not all(type(v) in (str, int) for v in wanted):
-            raise TypeError("look-ups by code or id only (text or integer keys)")
-        listed: Any = select(literal_column("value")).select_from(
-            func.json_each(bindparam("keys", json.dumps(wanted)))
-        )
-        condition = in_column.in_(listed)
-    else:  # any other database: IN lists of _CHUNK values
-        rows: list[Any] = []
+    dialect = conn.dialect
+    if dialect.name not in ("postgresql", "sqlite"):  # any other database: IN lists of _CHUNK values
+        found: list[tuple[Any, ...]] = []
         for i in range(0, len(wanted), _CHUNK):
-            rows.extend(conn.execute(select(*columns).where(in_column.in_(wanted[i : i + _CHUNK]))).all())
-        return rows
-    return list(conn.execute(select(*columns).where(condition)).all())
+            statement = select(*columns).where(in_column.in_(wanted[i : i + _CHUNK]))
+            found.extend(tuple(row) for row in conn.execute(statement))
+        return found
+    if not all(type(v) in (str, int) for v in wanted):
+        raise TypeError("look-ups by code or id only (text or integer keys)")
+    keys: sa.BindParameter[str] = bindparam("keys", json.dumps(wanted))
+    if dialect.name == "postgresql":
+        listed: Any = select(sa.cast(literal_column("value"), in_column.type)).select_from(
+            func.json_array_elements_text(sa.cast(keys, sa.JSON))
+        )
+    else:
+        listed = select(literal_column("value")).select_from(func.json_each(keys))
+    compiled = select(*columns).where(in_column.in_(listed)).compile(dialect=dialect)
+    params = compiled.construct_params()
+    arguments: Any = (
+        tuple(params[name] for name in compiled.positiontup or ()) if dialect.positional else params
+    )
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), arguments)
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    if not rows:
+        return []
+    processed = []
+    for column, values_of in zip(columns, zip(*rows, strict=True), strict=True):
+        process = column.type.dialect_impl(dialect).result_processor(dialect, None)
+        processed.append(_each_distinct(process, list(values_of)) if process else values_of)
+    return list(zip(*processed, strict=True))
+
+
+def _select_dicts(
+    session: Session, columns: Sequence[Any], in_column: Any, values: Iterable[Any]
+) -> list[dict[str, Any]]:
+    """``_select_in`` with each row as a dict by column key (the attribute names of the model)."""
+    names = [column.key for column in columns]
+    return [dict(zip(names, row, strict=True)) for row in _select_in(session, columns, in_column, values)]
 
 
 def _write(
@@ -165,8 +196,14 @@ def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     return list(groups.values())
 
 
-def _current(row: Any, attrs: Sequence[str]) -> dict[str, Any]:
-    return {a: getattr(row, a) for a in attrs}
+class _Case(NamedTuple):
+    """A plan a file refers to, with what the import of meetings needs of it."""
+
+    id: int
+    convener_contact_id: int
+    coordinator_contact_id: int | None
+    status: CaseStatus
+    consent_withdrawn_on: date | None
 
 
 def _changes(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
@@ -201,6 +238,10 @@ class _Job:
 
     def check_duplicates(self) -> None:
         key = KEYS[self.table.kind]
+        keys = list(zip(*(self.table.values_of(k) for k in key), strict=True))
+        present = [k for k in keys if None not in k]
+        if len(set(present)) == len(present):
+            return  # no key twice: the usual case, decided at once
         first: dict[tuple[Any, ...], int] = {}
         for rec in self.records:
             value = tuple(rec.values.get(k) for k in key)
@@ -218,14 +259,14 @@ class _Job:
     # references: one chunked query per kind referred to, loaded once per file
 
     def organisations(self, column: str) -> dict[str, int]:
-        codes = [r.values.get(column) for r in self.records]
+        codes = self.table.values_of(column)
         found = dict(_select_in(self.session, (Organisation.code, Organisation.id), Organisation.code, codes))
         self._unknown(column, found, "organisation")
         return found
 
     def contacts(self, *columns: str) -> dict[str, tuple[int, int]]:
         """code → (contact id, organisation id)."""
-        codes = [r.values.get(c) for r in self.records for c in columns]
+        codes = [code for c in columns for code in self.table.values_of(c)]
         rows = _select_in(
             self.session, (Contact.code, Contact.id, Contact.organisation_id), Contact.code, codes
         )
@@ -234,8 +275,8 @@ class _Job:
             self._unknown(column, found, "contact")
         return found
 
-    def cases(self, column: str) -> dict[str, Any]:
-        codes = [r.values.get(column) for r in self.records]
+    def cases(self, column: str) -> dict[str, _Case]:
+        codes = self.table.values_of(column)
         rows = _select_in(
             self.session,
             (
@@ -249,13 +290,13 @@ class _Job:
             SipCase.reference,
             codes,
         )
-        found = {row.reference: row for row in rows}
+        found = {row[0]: _Case._make(row[1:]) for row in rows}
         self._unknown(column, found, "case")
         return found
 
     def meetings(self, column: str) -> dict[str, tuple[int, int, int]]:
         """code → (meeting id, case id, SEQUENCE)."""
-        codes = [r.values.get(column) for r in self.records]
+        codes = self.table.values_of(column)
         rows = _select_in(
             self.session, (Meeting.code, Meeting.id, Meeting.case_id, Meeting.sequence), Meeting.code, codes
         )
@@ -266,6 +307,10 @@ class _Job:
     def _unknown(self, column: str, found: Mapping[str, Any], what: str) -> None:
         if not self.has(column):
             return
+        codes = set(self.table.values_of(column))
+        codes.discard(None)
+        if codes <= found.keys():
+            return  # every code known: the usual case, decided at once
         for rec in self.records:
             code = rec.values.get(column)
             if code is not None and code not in found:
@@ -278,22 +323,13 @@ class _Job:
 
     def existing(
         self, model: type[Base], key_attr: InstrumentedAttribute[Any], attrs: Sequence[str]
-    ) -> dict[Any, Any]:
+    ) -> dict[Any, dict[str, Any]]:
+        """The register's rows of the file's keys (key → the row as a dict with ``id`` and ``attrs``)."""
         column = KEYS[self.table.kind][0]
-        keys = [r.values.get(column) for r in self.records]
+        keys = self.table.values_of(column)
         columns = [key_attr, *(getattr(model, a) for a in ("id", *attrs))]
-        return {getattr(row, key_attr.key): row for row in _select_in(self.session, columns, key_attr, keys)}
+        return {row[key_attr.key]: row for row in _select_dicts(self.session, columns, key_attr, keys)}
 
     def result(self, inserted: int, updated: int) -> FileResult:
         n = len(self.records)
         return FileResult(self.table.source, self.table.kind, n, inserted, updated, n - inserted - updated)
-
-
-def _effective(rec: Record, column: str, current: Any, job: _Job) -> Any:
-    """The value a field will have after the import: the file's if the column is given, else the
-    register's (absent columns are left untouched), else the documented default."""
-    if job.has(column):
-        return rec.values.get(column)
-    if current is not None:
-        return getattr(current, column)
-    return _DEFAULTS[job.table.kind][column]
