@@ -4,6 +4,7 @@ driver, and ``_Job`` (one table being imported in one transaction: its errors an
 from __future__ import annotations
 
 import json
+import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
@@ -121,7 +122,7 @@ def _bulk(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], *, b
     processors = [table.c[n].type.bind_processor(dialect) for n in names]
     # column by column, each distinct value of a column processed once: no per-row Python beyond
     # building the tuples
-    columns = [[row[n] for row in rows] for n in names]
+    columns = [list(map(operator.itemgetter(n), rows)) for n in names]
     for i, process in enumerate(processors):
         if process is not None:
             columns[i] = _each_distinct(process, columns[i])
@@ -170,22 +171,15 @@ def _each_distinct(process: Callable[[Any], Any], values: list[Any]) -> list[Any
 def _sqlite_adapted(values: list[Any]) -> list[Any]:
     """The values as sqlite3 would adapt them itself (its adapters for dates and times: text in ISO
     form), done once per distinct value here instead of once per cell inside ``executemany``."""
-    kinds = {type(v) for v in values}
-    adapters = {k: sqlite3.adapters.get((k, sqlite3.PrepareProtocol)) for k in kinds}
-    if not any(adapters.values()):
+    adapters = sqlite3.adapters
+    if not any((kind, sqlite3.PrepareProtocol) in adapters for kind in set(map(type, values))):
         return values
-    done: dict[Any, Any] = {}
-    out = []
-    for v in values:
-        adapted = done.get(v, _MISSING)
-        if adapted is _MISSING:
-            adapt = adapters[type(v)]
-            done[v] = adapted = adapt(v) if adapt is not None else v
-        out.append(adapted)
-    return out
 
+    def adapt(value: Any) -> Any:
+        adapter = adapters.get((type(value), sqlite3.PrepareProtocol))
+        return adapter(value) if adapter is not None else value
 
-_MISSING = object()
+    return _each_distinct(adapt, values)
 
 
 def _same_columns(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
@@ -207,6 +201,9 @@ class _Case(NamedTuple):
 
 
 def _changes(current: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``new`` whose value differs from the register's row."""
+    if all(map(operator.eq, map(current.get, new), new.values())):
+        return {}  # the usual row of a re-import: nothing changed, decided in C
     return {k: v for k, v in new.items() if current.get(k) != v}
 
 
