@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,11 +15,14 @@ from sipflows.importer.cells import parse_column
 from sipflows.importer.results import ImportErrors, ImportIssue
 from sipflows.importer.specs import PERSONAL_KINDS, SPECS
 
+# the line boundaries of str.splitlines()
+_LINE_END = re.compile("[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
 # Python's csv module refuses a larger cell; documented in docs/import-format.md.
 CELL_LIMIT = csv.field_size_limit()
 
 
-@dataclass
+@dataclass(slots=True)
 class Record:
     """One data row: its first physical line and the parsed values of the columns in the header."""
 
@@ -83,7 +87,12 @@ def parse_table(text: str, kind: str, source: str) -> Table:
     def issue(line: int | None, column: str | None, reason: str) -> None:
         issues.append(ImportIssue(source, line, column, reason))
 
-    first_line = text.splitlines()[0] if text.strip() else ""
+    # the first line as str.splitlines() would give it, without splitting the whole file
+    if text and not text.isspace():
+        end = _LINE_END.search(text)
+        first_line = text[: end.start()] if end else text
+    else:
+        first_line = ""
     if not first_line.strip():
         raise ImportErrors([ImportIssue(source, 1, None, "the first line must be the header (column names)")])
     delimiter = detect_delimiter(first_line)
