@@ -32,7 +32,10 @@ _CHUNK = 900
 
 
 def _unique(values: Iterable[Any]) -> list[Any]:
-    return list(dict.fromkeys(v for v in values if v is not None))
+    """The values without None and repeats, in the order first seen."""
+    distinct = dict.fromkeys(values)
+    distinct.pop(None, None)
+    return list(distinct)
 
 
 def _select_in(
