@@ -411,3 +411,24 @@ def test_one_wrong_cell_among_many_right_ones_is_found_in_every_kind_of_column(e
     ]
     with Session(engine) as s:
         assert not s.scalars(select(Contact.code).where(Contact.code.like("BULK-%"))).all()  # nothing written
+
+
+def test_codes_with_the_characters_of_array_and_json_syntax_are_found_again(engine, loaded, tmp_path):
+    """Codes are looked up by the thousand in one statement (an array or JSON list of them): quotes,
+    backslashes, commas, braces, brackets, spaces and letters outside ASCII are codes like any other."""
+    codes = ['Q"1', "B\\2", "C,3", "{D4}", "[E5]", "F 6", "NULL", "Ö\u2009G", "'H"]
+    rows = "".join(f'"{c.replace(chr(34), chr(34) * 2)}",Enhet {i},other\n' for i, c in enumerate(codes))
+    import_files(
+        engine,
+        [write(tmp_path / "a", "organisations.csv", "code,name,kind\n" + rows)],
+        NOW,
+        mail_domain=DOMAIN,
+    )
+    contacts = "".join(
+        f'K-{i},"{c.replace(chr(34), chr(34) * 2)}",Namn {i},k{i}@x.se\n' for i, c in enumerate(codes)
+    )
+    path = write(tmp_path / "b", "contacts.csv", "code,organisation,name,email\n" + contacts)
+    report = import_files(engine, [path], NOW, mail_domain=DOMAIN)
+    assert report.files[0].inserted == len(codes)
+    again = import_files(engine, [path], NOW, mail_domain=DOMAIN)
+    assert again.files[0].unchanged == len(codes)

@@ -11,7 +11,8 @@ from datetime import date, datetime
 from typing import Any, NamedTuple, cast
 
 import sqlalchemy as sa
-from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy import any_, bindparam, func, literal_column, select
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from sipflows.hygiene import shown
@@ -42,10 +43,8 @@ def _select_in(
     session: Session, columns: Sequence[Any], in_column: Any, values: Iterable[Any]
 ) -> list[tuple[Any, ...]]:
     """``SELECT columns WHERE in_column IN values`` as plain tuples, the values sent as one parameter
-    whatever their number: a JSON array read by ``json_array_elements_text`` on PostgreSQL and by
-    ``json_each`` on SQLite. The column's index is used; a file of 100 000 codes is one statement, not
-    112 with 900 placeholders each, and the list is serialised in C (a PostgreSQL array parameter was
-    dumped value by value).
+    whatever their number: on PostgreSQL an array (``= ANY(…)``), on SQLite a JSON array read by
+    ``json_each``; a file of 100 000 codes is one statement, not 112 with 900 placeholders each.
 
     Read through the session's connection with the driver's cursor; each column's result processor (the
     one SQLAlchemy would apply: enums, UTC times) runs once per distinct value."""
@@ -62,14 +61,16 @@ def _select_in(
         return found
     if not all(type(v) in (str, int) for v in wanted):
         raise TypeError("look-ups by code or id only (text or integer keys)")
-    keys: sa.BindParameter[str] = bindparam("keys", json.dumps(wanted))
     if dialect.name == "postgresql":
-        listed: Any = select(sa.cast(literal_column("value"), in_column.type)).select_from(
-            func.json_array_elements_text(sa.cast(keys, sa.JSON))
-        )
-    else:
-        listed = select(literal_column("value")).select_from(func.json_each(keys))
-    compiled = select(*columns).where(in_column.in_(listed)).compile(dialect=dialect)
+        # an array parameter: in the plan it is a constant, so the planner sees every key (a hashed
+        # = ANY over one scan). Not a text cast to an array on the server: that cast is not folded into a
+        # constant, and = ANY then parses the whole array again for every row it tests.
+        array = bindparam("keys", wanted, type_=postgresql.ARRAY(in_column.type))
+        condition = in_column == any_(array)
+    else:  # SQLite: a JSON array read by json_each
+        keys: sa.BindParameter[str] = bindparam("keys", json.dumps(wanted))
+        condition = in_column.in_(select(literal_column("value")).select_from(func.json_each(keys)))
+    compiled = select(*columns).where(condition).compile(dialect=dialect)
     params = compiled.construct_params()
     arguments: Any = (
         tuple(params[name] for name in compiled.positiontup or ()) if dialect.positional else params
