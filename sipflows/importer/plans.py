@@ -15,6 +15,7 @@ from sipflows.booking import UID_MAX, cancel_future_meetings, meeting_uid
 from sipflows.hygiene import shown
 from sipflows.importer.csvfile import Record
 from sipflows.importer.register import (
+    _Case,
     _changes,
     _Job,
     _select_dicts,
@@ -216,7 +217,7 @@ def _import_meetings(job: _Job) -> FileResult:
     job.check_duplicates()
     cases = job.cases("case")
     chairs = job.contacts("chair") if job.has("chair") else {}
-    members = _plan_contacts(job.session, [c.id for c in cases.values()]) if chairs else set()
+    members = _chair_candidates(job, cases) if chairs else set()
     attrs = (
         "case_id",
         "kind",
@@ -323,6 +324,20 @@ def _import_meetings(job: _Job) -> FileResult:
         updates.append({"id": row["id"], **changes, "updated_at": job.now})
     _write(job.session, Meeting, inserts, updates)
     return job.result(len(inserts), len(updates))
+
+
+def _chair_candidates(job: _Job, cases: Mapping[str, _Case]) -> set[tuple[int, int]]:
+    """(case id, contact id) of who may chair a meeting of the plans that the file gives a chair for:
+    their participants (one look-up), conveners and coordinators (known from the plans already)."""
+    chaired = {row.values.get("case") for row in job.records if row.values.get("chair") is not None}
+    plans = [case for code, case in cases.items() if code in chaired]
+    columns = (Participant.case_id, Participant.contact_id)
+    allowed = set(_select_in(job.session, columns, Participant.case_id, [case.id for case in plans]))
+    for case in plans:
+        allowed.add((case.id, case.convener_contact_id))
+        if case.coordinator_contact_id is not None:
+            allowed.add((case.id, case.coordinator_contact_id))
+    return allowed
 
 
 def _plan_contacts(session: Session, case_ids: Iterable[int]) -> set[tuple[int, int]]:
