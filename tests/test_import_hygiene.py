@@ -378,3 +378,57 @@ def test_a_cell_larger_than_the_limit_is_an_error_at_its_row(engine, loaded, tmp
     ]
     with Session(engine) as s:
         assert s.scalar(select(func.count()).select_from(SipCase)) == 2
+
+
+def test_one_wrong_cell_among_many_right_ones_is_found_in_every_kind_of_column(engine, loaded, tmp_path):
+    """Columns are checked whole where they can be; a single cell that fails is still reported at its own
+    line and column, with the same reason as in a file of one row."""
+    header = "code,organisation,name,email,kind,escalation_contact\n"
+    good = [f"BULK-{i:04d},KOP-IFO,Handläggare {i},h{i}@x.se,person," for i in range(400)]
+    wrong = {
+        50: "BULK-0050,KOP-IFO,Namn\u2028Radbrytning,h50@x.se,person,",  # a line separator in a name
+        120: "BULK-0120,KOP-IFO,Anna 19121212-1212,h120@x.se,person,",  # an identity number in a name
+        200: f"BULK-{'X' * 70},KOP-IFO,Lång kod,h200@x.se,person,",  # a code of 75 characters
+        250: "BULK-0250,KOP-IFO,Ett namn,h250..x@x.se,person,",  # not an email address
+        300: "BULK-0300,KOP-IFO,Ett namn,h300@x.se,persons,",  # not a choice
+        350: "BULK-0350,KOP-IFO,Ett namn,h350@x.se,person,KÖP-SAKNAS",  # unknown, not ASCII
+    }
+    rows = [wrong.get(i, row) for i, row in enumerate(good)]
+    path = write(tmp_path / "bulk", "contacts.csv", header + "\n".join(rows) + "\n")
+    reason = (
+        "contains what looks like a personal identity number or samordningsnummer; this field goes into "
+        "notices and calendar invitations, where personal data must never be"
+    )
+    assert errors(engine, path) == [
+        "contacts.csv:52: column 'name': contains a line break or another control character; the field is "
+        "one line",
+        f"contacts.csv:122: column 'name': {reason}",
+        "contacts.csv:202: column 'code': longer than 64 characters (75)",
+        "contacts.csv:252: column 'email': 'h250..x@x.se' is not an email address",
+        "contacts.csv:302: column 'kind': 'persons' is not one of: person, functional",
+        "contacts.csv:352: column 'escalation_contact': unknown contact 'KÖP-SAKNAS' (not in the register, "
+        "in this file nor in an earlier file)",
+    ]
+    with Session(engine) as s:
+        assert not s.scalars(select(Contact.code).where(Contact.code.like("BULK-%"))).all()  # nothing written
+
+
+def test_codes_with_the_characters_of_array_and_json_syntax_are_found_again(engine, loaded, tmp_path):
+    """Codes are looked up by the thousand in one statement (an array or JSON list of them): quotes,
+    backslashes, commas, braces, brackets, spaces and letters outside ASCII are codes like any other."""
+    codes = ['Q"1', "B\\2", "C,3", "{D4}", "[E5]", "F 6", "NULL", "Ö\u2009G", "'H"]
+    rows = "".join(f'"{c.replace(chr(34), chr(34) * 2)}",Enhet {i},other\n' for i, c in enumerate(codes))
+    import_files(
+        engine,
+        [write(tmp_path / "a", "organisations.csv", "code,name,kind\n" + rows)],
+        NOW,
+        mail_domain=DOMAIN,
+    )
+    contacts = "".join(
+        f'K-{i},"{c.replace(chr(34), chr(34) * 2)}",Namn {i},k{i}@x.se\n' for i, c in enumerate(codes)
+    )
+    path = write(tmp_path / "b", "contacts.csv", "code,organisation,name,email\n" + contacts)
+    report = import_files(engine, [path], NOW, mail_domain=DOMAIN)
+    assert report.files[0].inserted == len(codes)
+    again = import_files(engine, [path], NOW, mail_domain=DOMAIN)
+    assert again.files[0].unchanged == len(codes)

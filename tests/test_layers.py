@@ -142,3 +142,22 @@ def test_transports_know_nothing_of_notices_checks_or_replies() -> None:
     """A transport sends what it is given; the notices, checks and answers sit above it."""
     above = {"sipflows.notices", "sipflows.checks", "sipflows.replies", "sipflows.sweep", "sipflows.cli"}
     assert not (_imports_between_packages()["sipflows.transports"] & above)
+
+
+def test_the_importer_modules_depend_one_way() -> None:
+    """Inside sipflows.importer: results at the bottom, then cells, specs, the CSV reader, the register
+    side, the upserts and the file handling on top; no module imports one listed after it."""
+    import ast
+    from pathlib import Path
+
+    order = ["results", "cells", "specs", "csvfile", "register", "directory", "plans", "files"]
+    root = Path(__file__).resolve().parent.parent / "sipflows" / "importer"
+    assert sorted(p.stem for p in root.glob("*.py") if p.stem != "__init__") == sorted(order)
+    for position, name in enumerate(order):
+        tree = ast.parse((root / f"{name}.py").read_text(encoding="utf-8"))
+        used = {
+            (node.module or "").removeprefix("sipflows.importer.")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sipflows.importer.")
+        }
+        assert used <= set(order[:position]), f"sipflows.importer.{name} imports {sorted(used)}"
