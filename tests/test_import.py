@@ -131,6 +131,26 @@ def test_example_set_imports_everything_with_references_resolved(engine, example
         assert closed.organisation_id == ifo.id and closed.day == date(2026, 5, 15)
 
 
+def test_imported_times_compare_equal_to_the_same_instant_in_a_query(engine, loaded):
+    """Times the importer writes are stored exactly as the ORM writes them, so a check's cut-off at the
+    very instant of a meeting, answer or report finds the row (SQLite compares the stored text)."""
+    from sipflows.models import Base, UTCDateTime
+
+    compared = 0
+    with Session(engine) as s:
+        for table in Base.metadata.sorted_tables:
+            for column in table.c:
+                if not isinstance(column.type, UTCDateTime):
+                    continue
+                for value, stored in s.execute(
+                    select(column, func.count()).where(column.is_not(None)).group_by(column)
+                ).all():
+                    assert s.scalar(select(func.count()).where(column == value)) == stored, column
+                    assert s.scalar(select(func.count()).where(column >= value, column <= value)) == stored
+                    compared += 1
+    assert compared >= 10  # meetings' start, end and documentation, invitations' sending and answers, …
+
+
 def test_reimporting_the_same_files_changes_nothing(engine, loaded):
     before = counts(engine)
     with Session(engine) as s:

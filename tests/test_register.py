@@ -63,6 +63,65 @@ def test_downgrade_to_base_and_back(engine):
     assert "meetings" in inspect(engine).get_table_names()
 
 
+def test_migration_0006_gives_times_the_importer_wrote_on_sqlite_the_orm_text_form(engine):
+    """A register imported before 0006 on SQLite holds whole-second times without their fraction; after
+    the upgrade a query at the very instant finds them. The migration names every UTC column there is."""
+    import importlib.util
+
+    from sqlalchemy import func, text
+
+    from sipflows.db import MIGRATIONS
+    from sipflows.models import Base, UTCDateTime
+
+    spec = importlib.util.spec_from_file_location(
+        "m0006", MIGRATIONS / "versions" / "0006_sqlite_utc_text.py"
+    )
+    assert spec is not None and spec.loader is not None
+    m0006 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m0006)
+    columns = {
+        (t.name, c.name) for t in Base.metadata.sorted_tables for c in t.c if isinstance(c.type, UTCDateTime)
+    }
+    assert columns == {(t, c) for t, names in m0006.UTC_COLUMNS.items() for c in names}
+
+    from alembic import command
+
+    with engine.begin() as conn:  # the register as it was before 0006
+        cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    starts = datetime(2026, 9, 21, 7, 0, tzinfo=UTC)
+    with session_scope(engine) as s:
+        org, contact = _org_and_contact(s)
+        case = SipCase(
+            reference="SIP-1",
+            convener_org_id=org.id,
+            convener_contact_id=contact.id,
+            identified_on=date(2026, 9, 1),
+        )
+        s.add(case)
+        s.flush()
+        s.add(
+            Meeting(
+                code="m1",
+                case_id=case.id,
+                kind=MeetingKind.SIP_MEETING,
+                starts_at=starts,
+                ends_at=starts + timedelta(hours=1),
+                ical_uid="m1@test",
+            )
+        )
+    at_the_instant = select(func.count()).select_from(Meeting).where(Meeting.starts_at >= starts)
+    if engine.dialect.name == "sqlite":
+        with engine.begin() as conn:  # as the importer's bulk path wrote it before
+            conn.execute(text("UPDATE meetings SET starts_at = '2026-09-21 07:00:00'"))
+            assert conn.scalar(at_the_instant) == 0  # the text sorts before the same instant: the fault
+    migrate(engine)
+    with Session(engine) as s:
+        assert s.scalar(at_the_instant) == 1
+        assert s.scalar(select(Meeting.starts_at)) == starts
+
+
 def test_times_are_stored_and_returned_as_utc(session):
     org, contact = _org_and_contact(session)
     case = SipCase(

@@ -123,7 +123,9 @@ def _bulk(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], *, b
     absent = [c for c in table.c if c.name not in names and (c.default is not None or c.onupdate is not None)]
     if absent and not by_id:
         raise ValueError(f"insert into {table.name} without {absent[0].name}, which has a Python default")
-    processors = [table.c[n].type.bind_processor(dialect) for n in names]
+    # the dialect's own type: a UTC time on SQLite must be stored as SQLAlchemy's SQLite DATETIME writes it
+    # (with microseconds), or the text a query compares it with differs at the very same instant
+    processors = [table.c[n].type.dialect_impl(dialect).bind_processor(dialect) for n in names]
     # column by column, each distinct value of a column processed once: no per-row Python beyond
     # building the tuples
     columns = [list(map(operator.itemgetter(n), rows)) for n in names]
