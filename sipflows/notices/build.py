@@ -196,14 +196,30 @@ class _Register:
         self._allowed: dict[int, set[int]] = {}
 
     def may_receive(self, case_id: int, contact_id: int) -> bool:
-        """Whether ``contact_id`` is among :meth:`allowed_recipients`: a participant, the convener contact
-        or the coordinator without building the set (nearly every recipient is one of them)."""
+        """Whether ``contact_id`` is among :meth:`allowed_recipients`, found without building the set: a
+        participant, the convener contact or the coordinator (nearly every recipient), or one of the
+        escalation contacts (about half of a first day's findings' recipients are asked for: each case's
+        set was built once and used once)."""
         case = self.cases[case_id]
         if contact_id == case.convener_contact_id or contact_id == case.coordinator_contact_id:
             return True
-        if contact_id in self.participants.get(case_id, ()):
+        members = self.participants.get(case_id, ())
+        if contact_id in members:
             return True
-        return contact_id in self.allowed_recipients(case_id)
+        # an escalation contact (the rest of allowed_recipients), looked for without building the set
+        org = self.orgs.get(case.convener_org_id)
+        if org is not None and org.escalation_contact_id == contact_id:
+            return True
+        for cid in (*members, case.convener_contact_id, case.coordinator_contact_id):
+            contact = self.contacts.get(cid) if cid is not None else None
+            if contact is None:
+                continue
+            if contact.escalation_contact_id == contact_id:
+                return True
+            org = self.orgs.get(contact.organisation_id)
+            if org is not None and org.escalation_contact_id == contact_id:
+                return True
+        return False
 
     def allowed_recipients(self, case_id: int) -> set[int]:
         """Participants, convener contact, coordinator, and the escalation contacts of each of them
