@@ -14,9 +14,11 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
+from operator import attrgetter
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -25,8 +27,8 @@ from sipflows.checks import CHECK_NAMES, run_checks
 from sipflows.checks.base import Finding
 from sipflows.db import ensure_statistics
 from sipflows.models import Contact, Notice, Organisation, SipCase, SweepRun
-from sipflows.notices.build import enqueue_findings
-from sipflows.notices.ledger import key_in, missing_keys
+from sipflows.notices.build import read_for_notices
+from sipflows.notices.ledger import NoticeDraft, enqueue_on, key_in, missing_keys
 from sipflows.policy import EffectivePolicy
 from sipflows.settings import Settings
 from sipflows.stages import stage_family
@@ -127,6 +129,66 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _enqueue_new(
+    session: Session, findings: dict[str, list[Finding]], now: datetime, settings: Settings
+) -> tuple[int, list[EnqueuedNotice]]:
+    """Render and enqueue the findings' new notices, batch by batch; how many were enqueued, and which.
+
+    A batch's drafts are inserted after the next batch's register reads: on PostgreSQL the insert then runs
+    in a thread of its own while this one renders the next batch, so the server's work on the ledger (its
+    indexes, foreign keys, TOAST) overlaps the client's rendering instead of following it. The connection
+    is used by one thread at a time: the insert is waited for before the next statement. Same transaction,
+    same rows in the same key order per insert; on SQLite the insert simply runs in turn.
+    """
+    connection = session.connection()
+    overlap = connection.dialect.name == "postgresql"
+    enqueued = 0
+    notices: list[EnqueuedNotice] = []
+    ready: tuple[list[NoticeDraft], list[str]] | None = None  # rendered, not yet inserted
+    inflight: tuple[Future[int], list[str]] | None = None
+
+    def insert(drafts: list[NoticeDraft]) -> int:
+        return enqueue_on(connection, drafts, now, settings.mail_domain)
+
+    def settle() -> None:
+        nonlocal enqueued, inflight
+        if inflight is not None:
+            future, keys = inflight
+            inflight = None
+            inserted = future.result()
+            if inserted:
+                enqueued += inserted
+                notices.extend(_enqueued_rows(session, keys, now))
+
+    # leaving the block waits for an insert still running, before the transaction may roll back
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sipflows-ledger") as pool:
+
+        def send() -> None:
+            nonlocal ready, inflight
+            if ready is not None:
+                drafts, keys = ready
+                ready = None
+                if overlap:
+                    inflight = (pool.submit(insert, drafts), keys)
+                else:
+                    done: Future[int] = Future()
+                    done.set_result(insert(drafts))
+                    inflight = (done, keys)
+
+        for batch in _batches(findings, BATCH):
+            new = new_findings(session, batch)
+            if not new:
+                continue
+            inputs = read_for_notices(session, new)
+            send()  # the previous batch's insert, while this batch renders
+            drafts = inputs.render(settings)
+            settle()
+            ready = (drafts, [f.notice_key(c) for f in new for c in f.recipients])
+        send()
+        settle()
+    return enqueued, notices
+
+
 def run_sweep(
     engine: Engine,
     judged: date,
@@ -150,18 +212,8 @@ def run_sweep(
         session.flush()
         with _collector_paused():
             findings = run_checks(session, judged, policy, only=only)
-            enqueued = 0
-            notices: list[EnqueuedNotice] = []
-            for batch in _batches(findings, BATCH):
-                new = new_findings(session, batch)
-                if not new:
-                    continue
-                inserted = enqueue_findings(session, new, now, settings)
-                if inserted:
-                    enqueued += inserted
-                    keys = [f.notice_key(c) for f in new for c in f.recipients]
-                    notices += _enqueued_rows(session, keys, now)
-        notices.sort(key=lambda e: (e.reference, e.kind, e.recipient_organisation))
+            enqueued, notices = _enqueue_new(session, findings, now, settings)
+        notices.sort(key=attrgetter("reference", "kind", "recipient_organisation"))
         result = SweepResult(judged, findings, enqueued, notices, sweep.id)
         sweep.findings = result.total_findings
         sweep.enqueued = enqueued

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from sipflows.booking import book_meeting, cancel_meeting, move_meeting, withdraw_consent
 from sipflows.checks.base import Finding
 from sipflows.models import Answer, Contact, MeetingKind, MeetingStatus, Notice, Organisation, SipCase
-from sipflows.notices.build import build_notices, enqueue_findings
+from sipflows.notices.build import _Register, build_notices, enqueue_findings
 from sipflows.notices.invitations import sync_invitations
 from sipflows.notices.render import FINDING_KINDS, MEETING_KINDS, RenderError
 from sipflows.settings import Settings
@@ -213,6 +213,18 @@ def test_escalation_contacts_of_the_plans_contacts_are_allowed(session: Session,
     drafts = build_notices(session, [f], SETTINGS)
     assert {d.contact_id for d in drafts} == {w.r["k_chief"].id, w.r["r_chief"].id}
     assert all(d.kind == "documentation.escalation" for d in drafts)
+
+
+def test_recipients_kept_are_exactly_the_plans_allowed_recipients(session: Session, world: World) -> None:
+    """Every contact of the register as a recipient: the drafts go to the plan's participants, convener
+    contact, coordinator and their escalation contacts (``allowed_recipients``), and to no one else."""
+    w = world
+    everyone = list(session.scalars(select(Contact).where(Contact.email.is_not(None))))
+    f = finding(w, "documentation", "escalation-1", "meeting", w.held.id, everyone)
+    drafts = build_notices(session, [f], SETTINGS)
+    allowed = _Register(session, [f]).allowed_recipients(w.case.id)
+    assert {d.contact_id for d in drafts} == allowed
+    assert w.outsider.id not in allowed and {w.r["k_chief"].id, w.r["r_chief"].id} <= allowed
 
 
 def test_a_finding_whose_object_belongs_to_another_plan_is_dropped(session: Session, world: World) -> None:

@@ -86,7 +86,9 @@ def rows_of(
         session.flush()
     connection = session.connection()
     for start in range(0, len(wanted), ID_CHUNK):
-        yield from connection.execute(stmt.where(ids_in(session, column, wanted[start : start + ID_CHUNK])))
+        # all of a chunk's rows in one fetch: iterating the result fetches row by row
+        chunk = stmt.where(ids_in(session, column, wanted[start : start + ID_CHUNK]))
+        yield from connection.execute(chunk).all()
 
 
 @lru_cache(maxsize=256)
@@ -194,14 +196,30 @@ class _Register:
         self._allowed: dict[int, set[int]] = {}
 
     def may_receive(self, case_id: int, contact_id: int) -> bool:
-        """Whether ``contact_id`` is among :meth:`allowed_recipients`: a participant, the convener contact
-        or the coordinator without building the set (nearly every recipient is one of them)."""
+        """Whether ``contact_id`` is among :meth:`allowed_recipients`, found without building the set: a
+        participant, the convener contact or the coordinator (nearly every recipient), or one of the
+        escalation contacts (about half of a first day's findings' recipients are asked for: each case's
+        set was built once and used once)."""
         case = self.cases[case_id]
         if contact_id == case.convener_contact_id or contact_id == case.coordinator_contact_id:
             return True
-        if contact_id in self.participants.get(case_id, ()):
+        members = self.participants.get(case_id, ())
+        if contact_id in members:
             return True
-        return contact_id in self.allowed_recipients(case_id)
+        # an escalation contact (the rest of allowed_recipients), looked for without building the set
+        org = self.orgs.get(case.convener_org_id)
+        if org is not None and org.escalation_contact_id == contact_id:
+            return True
+        for cid in (*members, case.convener_contact_id, case.coordinator_contact_id):
+            contact = self.contacts.get(cid) if cid is not None else None
+            if contact is None:
+                continue
+            if contact.escalation_contact_id == contact_id:
+                return True
+            org = self.orgs.get(contact.organisation_id)
+            if org is not None and org.escalation_contact_id == contact_id:
+                return True
+        return False
 
     def allowed_recipients(self, case_id: int) -> set[int]:
         """Participants, convener contact, coordinator, and the escalation contacts of each of them
@@ -325,13 +343,37 @@ def _consistent(reg: _Register, finding: Finding) -> bool:
 def build_notices(session: Session, findings: Sequence[Finding], settings: Settings) -> list[NoticeDraft]:
     """One rendered draft per (finding, recipient). Unknown kinds raise; recipients outside the plan and
     findings whose object is gone are dropped and logged (by key and contact id only)."""
-    if not findings:
-        return []
-    stage_kinds: dict[tuple[str, str], str] = {}
-    for f in findings:  # fail before any work
-        if (f.check, f.stage) not in stage_kinds:
-            stage_kinds[f.check, f.stage] = finding_kind(f.check, f.stage)
-    reg = _Register(session, findings)
+    return read_for_notices(session, findings).render(settings)
+
+
+class NoticeInputs:
+    """The findings with the slice of the register their notices show, read from the database: rendering
+    them (:meth:`render`) needs no database, so a caller may render while the database works on something
+    else (the sweep's previous batch's insert on PostgreSQL)."""
+
+    def __init__(self, session: Session, findings: Sequence[Finding]) -> None:
+        self.findings = findings
+        self.stage_kinds: dict[tuple[str, str], str] = {}
+        for f in findings:  # fail before any work
+            if (f.check, f.stage) not in self.stage_kinds:
+                self.stage_kinds[f.check, f.stage] = finding_kind(f.check, f.stage)
+        self.register = _Register(session, findings) if findings else None
+
+    def render(self, settings: Settings) -> list[NoticeDraft]:
+        """The drafts of :func:`build_notices`; touches no database."""
+        if self.register is None:
+            return []
+        return _render_drafts(self.register, self.findings, self.stage_kinds, settings)
+
+
+def read_for_notices(session: Session, findings: Sequence[Finding]) -> NoticeInputs:
+    """Everything :func:`build_notices` reads from the register for ``findings``, in a few statements."""
+    return NoticeInputs(session, findings)
+
+
+def _render_drafts(
+    reg: _Register, findings: Sequence[Finding], stage_kinds: dict[tuple[str, str], str], settings: Settings
+) -> list[NoticeDraft]:
     renderer = get_renderer(settings.template_dir)
     templates: dict[tuple[str, str], NoticeTemplates] = {}  # looked up once per kind and language
     drafts: list[NoticeDraft] = []

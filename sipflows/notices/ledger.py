@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     CursorResult,
     Integer,
     String,
@@ -74,14 +75,22 @@ def enqueue(session: Session, drafts: Sequence[NoticeDraft], now: datetime, mail
     Drafts are inserted in key order (the first of equal keys wins): two transactions enqueueing
     overlapping batches then wait on each other's keys in the same order and cannot deadlock.
     """
+    return enqueue_on(session.connection(), drafts, now, mail_domain)
+
+
+def enqueue_on(connection: Connection, drafts: Sequence[NoticeDraft], now: datetime, mail_domain: str) -> int:
+    """:func:`enqueue` on the session's connection (``session.connection()``), in its transaction.
+
+    It uses nothing but ``connection``: the sweep runs it on PostgreSQL in a thread of its own, while
+    the caller renders the next batch and leaves the connection alone until this returns."""
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
     drafts = sorted({d.key: d for d in reversed(drafts)}.values(), key=lambda d: d.key)
-    dialect = session.get_bind().dialect.name
+    dialect = connection.dialect.name
     if dialect == "postgresql":
-        return _enqueue_postgresql(session, drafts, now, mail_domain)
+        return _enqueue_postgresql(connection, drafts, now, mail_domain)
     if dialect == "sqlite":
-        return _enqueue_sqlite(session, drafts, now, mail_domain)
+        return _enqueue_sqlite(connection, drafts, now, mail_domain)
     raise NotImplementedError(f"the ledger supports SQLite and PostgreSQL, not {dialect}")
 
 
@@ -89,11 +98,10 @@ def enqueue(session: Session, drafts: Sequence[NoticeDraft], now: datetime, mail
 _ROWS_PER_CALL = 5_000
 
 
-def _enqueue_sqlite(session: Session, drafts: Sequence[NoticeDraft], now: datetime, domain: str) -> int:
+def _enqueue_sqlite(conn: Connection, drafts: Sequence[NoticeDraft], now: datetime, domain: str) -> int:
     """``INSERT … ON CONFLICT (key) DO NOTHING`` through the driver's ``executemany`` (a loop in C); the
     driver's row count is the number inserted. Each value goes through its column type's bind processor
     first, as SQLAlchemy would send it; the values every row shares (status, times) are processed once."""
-    conn = session.connection()
     dialect = conn.dialect
     table = cast(Table, Notice.__table__)
     shared: dict[str, Any] = {
@@ -157,7 +165,7 @@ _RECORD_COLUMNS: dict[str, Any] = {
 }
 
 
-def _enqueue_postgresql(session: Session, drafts: Sequence[NoticeDraft], now: datetime, domain: str) -> int:
+def _enqueue_postgresql(conn: Connection, drafts: Sequence[NoticeDraft], now: datetime, domain: str) -> int:
     """One ``INSERT … SELECT FROM json_to_recordset(:drafts) ON CONFLICT DO NOTHING`` per chunk.
 
     The chunk's drafts travel as one JSON document in one parameter: the statement is the same for every
@@ -198,7 +206,7 @@ def _enqueue_postgresql(session: Session, drafts: Sequence[NoticeDraft], now: da
             for d in chunk
         ]
         params = {"drafts": json.dumps(rows, ensure_ascii=False), "now": now}
-        inserted += len(session.connection().execute(stmt, params).all())  # Core, not ORM bulk
+        inserted += len(conn.execute(stmt, params).all())  # Core, not ORM bulk
     return inserted
 
 
