@@ -86,6 +86,19 @@ def session_scope(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
+def trial_scope(engine: Engine) -> Iterator[Session]:
+    """A unit of work that is always rolled back: the operation sees its own writes, the register keeps
+    none of them (an import's dry run). No savepoints: pysqlite's SAVEPOINT outside its own transaction
+    handling would commit."""
+    with Session(engine, expire_on_commit=False) as session:
+        session.begin()
+        try:
+            yield session
+        finally:
+            session.rollback()
+
+
+@contextmanager
 def read_scope(engine: Engine) -> Iterator[Session]:
     """A unit of work that only reads: one transaction, rolled back at the end, in which the database
     refuses any write (PostgreSQL: a read-only transaction; SQLite: ``PRAGMA query_only``, set back

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from sipflows.checks import CHECK_NAMES, run_checks
 from sipflows.checks.base import Finding
-from sipflows.db import ensure_statistics
+from sipflows.db import ensure_statistics, session_scope
 from sipflows.models import Contact, Notice, Organisation, SipCase, SweepRun
 from sipflows.notices.build import read_for_notices
 from sipflows.notices.ledger import NoticeDraft, enqueue_on, key_in, missing_keys
@@ -206,7 +206,7 @@ def run_sweep(
     ``clock`` only records when the sweep finished, for operations.
     """
     ensure_statistics(engine)
-    with Session(engine, expire_on_commit=False) as session, session.begin():
+    with session_scope(engine) as session:  # one unit of work: the whole day's notices, or none
         sweep = SweepRun(judged_on=judged, started_at=now, flow_run_id=flow_run_id)
         session.add(sweep)
         session.flush()

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from sipflows.db import ensure_statistics
+from sipflows.db import ensure_statistics, session_scope, trial_scope
 from sipflows.importer.csvfile import Table, read_table
 from sipflows.importer.directory import _import_closed_days, _import_contacts, _import_organisations
 from sipflows.importer.plans import (
@@ -122,18 +122,19 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 def import_files(
-    session_factory_or_engine: Engine | sessionmaker[Session],
+    engine: Engine,
     paths: Iterable[Path | str],
     now: datetime,
     *,
     mail_domain: str | None = None,
     dry_run: bool = False,
 ) -> ImportReport:
-    """Import the files (or folders) in dependency order, each file in its own transaction.
+    """Import the files (or folders) in dependency order, each file in its own unit of work.
 
     On the first file with errors that file is written not at all, the files after it are not attempted,
     and ImportErrors is raised carrying every error of that file and a report of what was imported.
-    ``now`` stamps ``Meeting.updated_at``. With ``dry_run`` everything is validated and rolled back.
+    ``now`` stamps ``Meeting.updated_at``. With ``dry_run`` everything is validated in one unit of work
+    that is rolled back (later files see the earlier ones' rows).
     """
     if now.tzinfo is None:
         raise ValueError("now must be an aware datetime")
@@ -141,27 +142,18 @@ def import_files(
         from sipflows.settings import get_settings
 
         mail_domain = get_settings().mail_domain
-    factory = (
-        sessionmaker(session_factory_or_engine, expire_on_commit=False)
-        if isinstance(session_factory_or_engine, Engine)
-        else session_factory_or_engine
-    )
     files = collect_files(paths)
     report = ImportReport(dry_run=dry_run)
-    dry_session = factory() if dry_run else None
-    if dry_session is not None:
-        dry_session.begin()
-    try:
+    with ExitStack() as stack:
+        trial = stack.enter_context(trial_scope(engine)) if dry_run else None
         for index, (path, kind) in enumerate(files):
             try:
                 with _cyclic_gc_paused():
                     table = read_table(path, kind)
-                    if dry_session is not None:
-                        # one transaction for all files, rolled back at the end (no savepoints: pysqlite's
-                        # SAVEPOINT outside its own transaction handling would commit)
-                        result = import_table(dry_session, table, now, mail_domain)
+                    if trial is not None:
+                        result = import_table(trial, table, now, mail_domain)
                     else:
-                        with factory() as session, session.begin():
+                        with session_scope(engine) as session:
                             result = import_table(session, table, now, mail_domain)
             except ImportErrors as exc:
                 _stopped_at(report, files, index)
@@ -171,11 +163,6 @@ def import_files(
                 _stopped_at(report, files, index)
                 raise ImportErrors([_file_error(str(path), kind, exc)], report) from None
             report.files.append(result)
-    finally:
-        if dry_session is not None:
-            dry_session.rollback()
-            dry_session.close()
     if not dry_run and report.files:  # the planner's statistics follow what was imported
-        with factory() as session, session.begin():
-            ensure_statistics(session.connection())
+        ensure_statistics(engine)
     return report
