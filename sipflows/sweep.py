@@ -11,11 +11,9 @@ in batches, so memory holds one batch's notices at a time, not the day's.
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from operator import attrgetter
@@ -23,6 +21,7 @@ from operator import attrgetter
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from sipflows import collector
 from sipflows.checks import CHECK_NAMES, run_checks
 from sipflows.checks.base import Finding
 from sipflows.db import ensure_statistics, session_scope
@@ -111,24 +110,6 @@ def new_findings(session: Session, findings: Sequence[Finding]) -> list[Finding]
     return narrowed
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused for the checks and the notices, and resumed after.
-
-    A first day allocates millions of short-lived objects (rows, contexts, rendered parts) beside the day's
-    hundred thousand findings, and each of the collector's full passes walked all of them again: about a
-    sixth of the first day's CPU. What the sweep drops is freed by reference counting as before; any cycle
-    waits for the collector's next pass after the sweep (the sweeps' peak memory is measured with this).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def _enqueue_new(
     session: Session, findings: dict[str, list[Finding]], now: datetime, settings: Settings
 ) -> tuple[int, list[EnqueuedNotice]]:
@@ -210,7 +191,7 @@ def run_sweep(
         sweep = SweepRun(judged_on=judged, started_at=now, flow_run_id=flow_run_id)
         session.add(sweep)
         session.flush()
-        with _collector_paused():
+        with collector.paused():
             findings = run_checks(session, judged, policy, only=only)
             enqueued, notices = _enqueue_new(session, findings, now, settings)
         notices.sort(key=attrgetter("reference", "kind", "recipient_organisation"))

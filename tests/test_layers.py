@@ -87,6 +87,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": (
         "__init__",
         "addresses",
+        "collector",
         "db",
         "hygiene",
         "labels",

@@ -144,6 +144,15 @@ class Check(Protocol):
     def run(self, session: Session, ctx: CheckContext) -> list[Finding]: ...
 
 
+def _differing(default: Bound, special: Mapping[int, Bound]) -> dict[Bound, list[int]]:
+    """The organisations whose bound is not the default, grouped by their bound (in id order)."""
+    differing: dict[Bound, list[int]] = {}
+    for oid, bound in sorted(special.items()):
+        if bound != default:
+            differing.setdefault(bound, []).append(oid)
+    return differing
+
+
 def per_org(
     org_column: InstrumentedAttribute[int],
     default: Bound,
@@ -156,10 +165,7 @@ def per_org(
     The loosest bound comes first as a plain conjunct so the database can use its index range; the
     exact per-organisation bounds then only filter within it. Organisations sharing a bound share a term.
     """
-    differing: dict[Bound, list[int]] = {}
-    for oid, bound in sorted(special.items()):
-        if bound != default:
-            differing.setdefault(bound, []).append(oid)
+    differing = _differing(default, special)
     if not differing:
         return predicate(default)
     ids = [oid for group in differing.values() for oid in group]
@@ -187,10 +193,7 @@ def per_org_case(
     ``CASE`` cannot be split: the loosest bound drives the one range scan with or without statistics.
     Rows whose organisation is NULL match no branch, as no term of :func:`per_org` matches them.
     """
-    differing: dict[Bound, list[int]] = {}
-    for oid, bound in sorted(special.items()):
-        if bound != default:
-            differing.setdefault(bound, []).append(oid)
+    differing = _differing(default, special)
     if not differing:
         return predicate(default)
     whens = [(org_column.in_(group), predicate(bound)) for bound, group in differing.items()]

@@ -3,9 +3,8 @@ failing file stops the ones after it; ``import_table`` dispatches a table to its
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
+from sipflows import collector
 from sipflows.db import ensure_statistics, session_scope, trial_scope
 from sipflows.importer.csvfile import Table, read_table
 from sipflows.importer.directory import _import_closed_days, _import_contacts, _import_organisations
@@ -104,23 +104,6 @@ def _stopped_at(report: ImportReport, files: Sequence[tuple[Path, str]], index: 
     report.not_attempted = [str(p) for p, _ in files[index + 1 :]]
 
 
-@contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Python's cycle collector paused while one file is read and written, then resumed as it was.
-
-    A file of 100,000 rows keeps a few hundred thousand rows, values and tuples alive at once; with the
-    collector running, every few thousand of them start a pass over all that survive, which cost a
-    quarter to a third of an import's CPU. Nothing here depends on cycles being freed early: what
-    the file leaves behind is collected when the collector runs again."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
 def import_files(
     engine: Engine,
     paths: Iterable[Path | str],
@@ -148,7 +131,7 @@ def import_files(
         trial = stack.enter_context(trial_scope(engine)) if dry_run else None
         for index, (path, kind) in enumerate(files):
             try:
-                with _cyclic_gc_paused():
+                with collector.paused():
                     table = read_table(path, kind)
                     if trial is not None:
                         result = import_table(trial, table, now, mail_domain)
