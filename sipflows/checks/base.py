@@ -144,13 +144,24 @@ class Check(Protocol):
     def run(self, session: Session, ctx: CheckContext) -> list[Finding]: ...
 
 
-def _differing(default: Bound, special: Mapping[int, Bound]) -> dict[Bound, list[int]]:
-    """The organisations whose bound is not the default, grouped by their bound (in id order)."""
+def _within_loosest(
+    default: Bound,
+    special: Mapping[int, Bound],
+    predicate: Callable[[Bound], ColumnElement[bool]],
+    loosest: Callable[[Iterable[Bound]], Bound],
+    exact: Callable[[dict[Bound, list[int]]], ColumnElement[bool]],
+) -> ColumnElement[bool]:
+    """The organisations whose bound is not the default, grouped by bound (in id order): the loosest
+    bound as a plain conjunct, for the index range, and ``exact`` of the groups filtering within it."""
     differing: dict[Bound, list[int]] = {}
     for oid, bound in sorted(special.items()):
         if bound != default:
             differing.setdefault(bound, []).append(oid)
-    return differing
+    if not differing:
+        return predicate(default)
+    every: list[Bound] = [default]
+    every.extend(differing)
+    return and_(predicate(loosest(every)), exact(differing))
 
 
 def per_org(
@@ -165,17 +176,15 @@ def per_org(
     The loosest bound comes first as a plain conjunct so the database can use its index range; the
     exact per-organisation bounds then only filter within it. Organisations sharing a bound share a term.
     """
-    differing = _differing(default, special)
-    if not differing:
-        return predicate(default)
-    ids = [oid for group in differing.values() for oid in group]
-    exact = or_(
-        and_(org_column.not_in(ids), predicate(default)),
-        *(and_(org_column.in_(group), predicate(bound)) for bound, group in differing.items()),
-    )
-    every: list[Bound] = [default]
-    every.extend(differing)
-    return and_(predicate(loosest(every)), exact)
+
+    def exact(differing: dict[Bound, list[int]]) -> ColumnElement[bool]:
+        ids = [oid for group in differing.values() for oid in group]
+        return or_(
+            and_(org_column.not_in(ids), predicate(default)),
+            *(and_(org_column.in_(group), predicate(bound)) for bound, group in differing.items()),
+        )
+
+    return _within_loosest(default, special, predicate, loosest, exact)
 
 
 def per_org_case(
@@ -193,14 +202,13 @@ def per_org_case(
     ``CASE`` cannot be split: the loosest bound drives the one range scan with or without statistics.
     Rows whose organisation is NULL match no branch, as no term of :func:`per_org` matches them.
     """
-    differing = _differing(default, special)
-    if not differing:
-        return predicate(default)
-    whens = [(org_column.in_(group), predicate(bound)) for bound, group in differing.items()]
-    whens.append((org_column.is_not(None), predicate(default)))
-    every: list[Bound] = [default]
-    every.extend(differing)
-    return and_(predicate(loosest(every)), case(*whens))
+
+    def exact(differing: dict[Bound, list[int]]) -> ColumnElement[bool]:
+        whens = [(org_column.in_(group), predicate(bound)) for bound, group in differing.items()]
+        whens.append((org_column.is_not(None), predicate(default)))
+        return case(*whens)
+
+    return _within_loosest(default, special, predicate, loosest, exact)
 
 
 def case_is_open() -> ColumnElement[bool]:
@@ -215,6 +223,20 @@ def escalation_recipients(
     escalation with nobody to escalate to still reaches someone in the plan."""
     chosen = escalation_contact_id or org_escalation_contact_id
     return unique_recipients([chosen] if chosen is not None else fallback)
+
+
+def plan_recipients(
+    escalate: bool,
+    convener_id: int | None,
+    coordinator_id: int | None,
+    convener_escalation_id: int | None,
+    org_escalation_id: int | None,
+) -> tuple[int, ...]:
+    """A plan's convener and coordinator; at an escalation step whom they escalate to instead."""
+    plan = [convener_id, coordinator_id]
+    if escalate:
+        return escalation_recipients(convener_escalation_id, org_escalation_id, plan)
+    return unique_recipients(plan)
 
 
 def sort_findings(findings: Iterable[Finding]) -> list[Finding]:

@@ -28,11 +28,10 @@ from sipflows.checks.base import (
     CheckContext,
     Finding,
     case_is_open,
-    escalation_recipients,
     ladder_stage,
     per_org,
+    plan_recipients,
     sort_findings,
-    unique_recipients,
 )
 from sipflows.models import Contact, Meeting, MeetingKind, MeetingStatus, Organisation, PlanOrigin, SipCase
 from sipflows.policy import FirstMeetingPolicy, Policy
@@ -177,12 +176,9 @@ def run(session: Session, ctx: CheckContext) -> list[Finding]:
         due, stage = memo[scope, kind, base]
         if stage is None:
             continue
-        if stage == REMINDER:
-            recipients = unique_recipients([convener_id, coordinator_id])
-        else:
-            recipients = escalation_recipients(
-                convener_escalation, org_escalation, [convener_id, coordinator_id]
-            )
+        recipients = plan_recipients(
+            stage != REMINDER, convener_id, coordinator_id, convener_escalation, org_escalation
+        )
         findings.append(
             Finding(
                 check=NAME,

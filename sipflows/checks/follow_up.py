@@ -18,11 +18,10 @@ from sipflows.checks.base import (
     CheckContext,
     Finding,
     case_is_open,
-    escalation_recipients,
     ladder_stage,
     per_org,
+    plan_recipients,
     sort_findings,
-    unique_recipients,
 )
 from sipflows.models import Contact, Meeting, MeetingKind, MeetingStatus, Organisation, SipCase
 from sipflows.timeutil import start_of_local_day_utc
@@ -94,20 +93,14 @@ def run(session: Session, ctx: CheckContext) -> list[Finding]:
         reminder_day, reminder_starts, stage = memo[scope, due]
         if stage is None:
             continue
-        # "starts on or after the reminder day" (local), compared as UTC instants
-        if stage == REMINDER:
-            if latest_booked is not None and latest_booked >= reminder_starts:
-                continue
-            recipients = unique_recipients([convener_id, coordinator_id])
-        else:
-            if latest_held is not None and latest_held >= reminder_starts:
-                continue
-            if stage == OVERDUE:
-                recipients = unique_recipients([convener_id, coordinator_id])
-            else:
-                recipients = escalation_recipients(
-                    convener_escalation, org_escalation, [convener_id, coordinator_id]
-                )
+        # the reminder stops once a follow-up is booked, the later steps once one was held: "starts on or
+        # after the reminder day" (local), compared as UTC instants
+        latest = latest_booked if stage == REMINDER else latest_held
+        if latest is not None and latest >= reminder_starts:
+            continue
+        recipients = plan_recipients(
+            stage not in (REMINDER, OVERDUE), convener_id, coordinator_id, convener_escalation, org_escalation
+        )
         findings.append(
             Finding(
                 check=NAME,

@@ -22,6 +22,7 @@ from sipflows.report.words import (
     CHART_TITLES,
     DEVIATION_KIND_LABELS,
     ORG_KIND_LABELS,
+    PLAN_STAGES,
     SEVERITY_LABELS,
     TEXT,
     format_value,
@@ -31,16 +32,6 @@ from sipflows.report.words import (
     scope_text,
 )
 from sipflows.stats import TOTAL, ReportStats, dimension
-
-PLAN_STAGES = (  # the bars of the plans chart, left to right
-    "plans_identified",
-    "plans_offered",
-    "plans_started",
-    "plans_held",
-    "plans_followed_up",
-    "plans_ended",
-    "plans_ended_consent_withdrawn",
-)
 
 
 @dataclass(frozen=True)

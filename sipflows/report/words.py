@@ -159,7 +159,7 @@ MEETING_KIND_LABELS = headings(labels.MEETING_KIND_PLURALS)
 
 # metric: (Swedish label, Swedish explanation, English label, English explanation)
 
-KEY_FIGURES = (
+PLAN_STAGES = (  # a plan's way from identified to ended: the plans chart's bars, left to right
     "plans_identified",
     "plans_offered",
     "plans_started",
@@ -167,6 +167,10 @@ KEY_FIGURES = (
     "plans_followed_up",
     "plans_ended",
     "plans_ended_consent_withdrawn",
+)
+
+KEY_FIGURES = (
+    *PLAN_STAGES,
     "identified_to_first_sip_median_working_days",
     "documented_in_time_share",
     "documentation_median_working_days",

@@ -205,6 +205,10 @@ class SmtpTransport:
         if smtp.sock is None:  # smtplib closes on 421
             self._smtp = None
             return
+        self._reset(smtp)
+
+    def _reset(self, smtp: smtplib.SMTP) -> None:
+        """RSET, so the connection serves the rest of the batch; dropped if even that fails."""
         try:
             smtp.rset()
         except (smtplib.SMTPException, OSError):
@@ -264,11 +268,7 @@ class SmtpTransport:
             smtp.close()
             self._smtp = None
             return
-        try:
-            smtp.rset()
-        except (smtplib.SMTPException, OSError):
-            self._discard(smtp)
-            self._smtp = None
+        self._reset(smtp)
 
     def send(
         self,
