@@ -33,6 +33,29 @@ def _org_and_contact(session: Session) -> tuple[Organisation, Contact]:
     return org, contact
 
 
+def _add_meeting(session: Session, starts_at: datetime, ends_at: datetime, identified_on: date) -> None:
+    """One plan (organisation, convener, case) and its SIP meeting, added; the meeting not yet flushed."""
+    org, contact = _org_and_contact(session)
+    case = SipCase(
+        reference="SIP-1",
+        convener_org_id=org.id,
+        convener_contact_id=contact.id,
+        identified_on=identified_on,
+    )
+    session.add(case)
+    session.flush()
+    session.add(
+        Meeting(
+            code="m1",
+            case_id=case.id,
+            kind=MeetingKind.SIP_MEETING,
+            starts_at=starts_at,
+            ends_at=ends_at,
+            ical_uid="m1@test",
+        )
+    )
+
+
 def test_migrations_create_every_table_and_are_idempotent(engine):
     migrate(engine)  # a second run is a no-op
     tables = set(inspect(engine).get_table_names())
@@ -92,25 +115,7 @@ def test_migration_0006_gives_times_the_importer_wrote_on_sqlite_the_orm_text_fo
         command.downgrade(cfg, "0005")
     starts = datetime(2026, 9, 21, 7, 0, tzinfo=UTC)
     with session_scope(engine) as s:
-        org, contact = _org_and_contact(s)
-        case = SipCase(
-            reference="SIP-1",
-            convener_org_id=org.id,
-            convener_contact_id=contact.id,
-            identified_on=date(2026, 9, 1),
-        )
-        s.add(case)
-        s.flush()
-        s.add(
-            Meeting(
-                code="m1",
-                case_id=case.id,
-                kind=MeetingKind.SIP_MEETING,
-                starts_at=starts,
-                ends_at=starts + timedelta(hours=1),
-                ical_uid="m1@test",
-            )
-        )
+        _add_meeting(s, starts, starts + timedelta(hours=1), date(2026, 9, 1))
     at_the_instant = select(func.count()).select_from(Meeting).where(Meeting.starts_at >= starts)
     if engine.dialect.name == "sqlite":
         with engine.begin() as conn:  # as the importer's bulk path wrote it before
@@ -123,27 +128,9 @@ def test_migration_0006_gives_times_the_importer_wrote_on_sqlite_the_orm_text_fo
 
 
 def test_times_are_stored_and_returned_as_utc(session):
-    org, contact = _org_and_contact(session)
-    case = SipCase(
-        reference="SIP-1",
-        convener_org_id=org.id,
-        convener_contact_id=contact.id,
-        identified_on=date(2026, 3, 1),
-    )
-    session.add(case)
-    session.flush()
     cet = timezone(timedelta(hours=1))
     start = datetime(2026, 3, 2, 9, 0, tzinfo=cet)
-    session.add(
-        Meeting(
-            code="m1",
-            case_id=case.id,
-            kind=MeetingKind.SIP_MEETING,
-            starts_at=start,
-            ends_at=start + timedelta(hours=1),
-            ical_uid="m1@test",
-        )
-    )
+    _add_meeting(session, start, start + timedelta(hours=1), date(2026, 3, 1))
     session.commit()
     session.expunge_all()
     got = session.scalars(select(Meeting)).one()
@@ -152,25 +139,7 @@ def test_times_are_stored_and_returned_as_utc(session):
 
 
 def test_naive_datetimes_are_refused(session):
-    org, contact = _org_and_contact(session)
-    case = SipCase(
-        reference="SIP-1",
-        convener_org_id=org.id,
-        convener_contact_id=contact.id,
-        identified_on=date(2026, 3, 1),
-    )
-    session.add(case)
-    session.flush()
-    session.add(
-        Meeting(
-            code="m1",
-            case_id=case.id,
-            kind=MeetingKind.SIP_MEETING,
-            starts_at=datetime(2026, 3, 2, 9),
-            ends_at=datetime(2026, 3, 2, 10),
-            ical_uid="m1@test",
-        )
-    )
+    _add_meeting(session, datetime(2026, 3, 2, 9), datetime(2026, 3, 2, 10), date(2026, 3, 1))
     with pytest.raises(Exception, match="naive datetime"):
         session.flush()
 
@@ -182,21 +151,8 @@ def test_foreign_keys_are_enforced(session):
 
 
 def test_meeting_must_end_after_it_starts(session):
-    org, contact = _org_and_contact(session)
-    case = SipCase(
-        reference="SIP-1",
-        convener_org_id=org.id,
-        convener_contact_id=contact.id,
-        identified_on=date(2026, 3, 1),
-    )
-    session.add(case)
-    session.flush()
     t = datetime(2026, 3, 2, 9, tzinfo=UTC)
-    session.add(
-        Meeting(
-            code="m1", case_id=case.id, kind=MeetingKind.SIP_MEETING, starts_at=t, ends_at=t, ical_uid="u"
-        )
-    )
+    _add_meeting(session, t, t, date(2026, 3, 1))
     with pytest.raises(IntegrityError):
         session.flush()
 

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, event, text
 from sqlalchemy.orm import Session
 
 from sipflows.checks import run_checks
+from sipflows.checks.base import Finding
 from sipflows.db import ensure_statistics, make_engine, migrate, upgrade_register
 from sipflows.importer import import_files
 from sipflows.models import ClosedDay
@@ -107,29 +108,43 @@ def test_an_import_leaves_statistics(engine):
     assert stats.get("contacts", 0) > 0 and stats.get("sip_cases", 0) > 0
 
 
-def test_per_plan_meeting_look_ups_use_their_index_without_statistics(build, engine):
-    if engine.dialect.name != "sqlite":
-        return  # PostgreSQL's autovacuum gathers statistics; SQLite never does by itself
-    some_plans(build)
-    drop_statistics(engine)
+def _explained(
+    engine: Engine, only: list[str], wanted: str
+) -> tuple[dict[str, list[Finding]], list[tuple[str, list[str]]]]:
+    """Run the checks ``only``: their findings, and each statement they executed that contains ``wanted``
+    with SQLite's query plan for it (``EXPLAIN QUERY PLAN``, one line per step)."""
     executed: list[tuple[str, object]] = []
 
     def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
         executed.append((statement, parameters))
 
     event.listen(engine, "before_cursor_execute", record)
-    with Session(engine) as session:
-        run_checks(session, JUDGED, POLICY, only=["pre_meeting", "follow_up"])
-    event.remove(engine, "before_cursor_execute", record)
-    correlated = [(s, p) for s, p in executed if "meetings AS meetings_1" in s]
-    assert correlated
+    try:
+        with Session(engine) as session:
+            found = run_checks(session, JUDGED, POLICY, only=only)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    explained: list[tuple[str, list[str]]] = []
     with engine.connect() as conn:
         raw = conn.connection.dbapi_connection
         assert raw is not None
-        for statement, parameters in correlated:
-            plan = [row[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
-            subplans = [line for line in plan if "meetings_1" in line]
-            assert subplans and all("ix_meetings_case_kind_status_start" in line for line in subplans), plan
+        for statement, parameters in executed:
+            if wanted in statement:
+                plan = [row[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
+                explained.append((statement, plan))
+    return found, explained
+
+
+def test_per_plan_meeting_look_ups_use_their_index_without_statistics(build, engine):
+    if engine.dialect.name != "sqlite":
+        return  # PostgreSQL's autovacuum gathers statistics; SQLite never does by itself
+    some_plans(build)
+    drop_statistics(engine)
+    _, correlated = _explained(engine, ["pre_meeting", "follow_up"], "meetings AS meetings_1")
+    assert correlated
+    for _, plan in correlated:
+        subplans = [line for line in plan if "meetings_1" in line]
+        assert subplans and all("ix_meetings_case_kind_status_start" in line for line in subplans), plan
 
 
 def test_the_meeting_ladders_scan_one_index_range_without_statistics(build, engine):
@@ -142,23 +157,10 @@ def test_the_meeting_ladders_scan_one_index_range_without_statistics(build, engi
         build.session.add(ClosedDay(organisation_id=region["region"].id, day=date(2026, 3, day)))
     build.session.commit()
     drop_statistics(engine)
-    executed: list[tuple[str, object]] = []
-
-    def record(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
-        executed.append((statement, parameters))
-
-    event.listen(engine, "before_cursor_execute", record)
-    with Session(engine) as session:
-        found = run_checks(session, JUDGED, POLICY, only=["documentation", "meeting_held"])
-    event.remove(engine, "before_cursor_execute", record)
+    found, ladders = _explained(engine, ["documentation", "meeting_held"], "FROM meetings JOIN sip_cases")
     assert found["documentation"] and found["meeting_held"]
-    ladders = [(s, p) for s, p in executed if "FROM meetings JOIN sip_cases" in s]
     assert len(ladders) == 2
-    with engine.connect() as conn:
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        for statement, parameters in ladders:
-            plan = [row[-1] for row in raw.execute("EXPLAIN QUERY PLAN " + statement, parameters)]
-            assert not any("MULTI-INDEX OR" in line for line in plan), plan
-            assert sum("SEARCH meetings USING INDEX" in line for line in plan) == 1, plan
+    for _, plan in ladders:
+        assert not any("MULTI-INDEX OR" in line for line in plan), plan
+        assert sum("SEARCH meetings USING INDEX" in line for line in plan) == 1, plan
     assert any("CASE WHEN" in s for s, _ in ladders)  # the region's own bound, in a CASE
