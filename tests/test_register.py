@@ -231,3 +231,27 @@ def test_read_scope_reads_and_refuses_to_write_then_the_connection_writes_again(
             session.execute(update(Organisation).values(name="Köpings IFO"))
     with read_scope(engine) as session:
         assert session.scalars(select(Organisation.name)).all() == ["Köpings IFO"]
+
+
+def test_a_notice_keeps_its_bodies_inline_and_uncompressed_on_postgresql(engine):
+    """Migration 0007: a notice of the usual size is not run through pglz on insert (nor on dispatch)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("toast_tuple_target is PostgreSQL's")
+    from sqlalchemy import text
+
+    from sipflows.notices.ledger import NoticeDraft, enqueue
+
+    html = "<p>Planen SIP-1 ska dokumenteras efter SIP-mötet måndag 23 november 2026.</p>\n" * 20
+    with session_scope(engine) as session:
+        enqueue(
+            session,
+            [NoticeDraft("k1", "documentation.reminder", "a@x.se", "Ämne", "text " * 100, html)],
+            datetime(2026, 11, 24, 5, tzinfo=UTC),
+            "sipflows.test",
+        )
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT pg_column_size(body_html), octet_length(body_html) FROM notices WHERE key = 'k1'")
+        ).one()
+    assert stored[1] > 1_500  # larger than pglz would leave alone in a row of more than 2 kB
+    assert stored[0] >= stored[1]  # as written: not compressed
