@@ -18,16 +18,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from operator import attrgetter
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from sipflows import collector
 from sipflows.checks import CHECK_NAMES, run_checks
 from sipflows.checks.base import Finding
 from sipflows.db import ensure_statistics, session_scope
-from sipflows.models import Contact, Notice, Organisation, SipCase, SweepRun
-from sipflows.notices.build import read_for_notices
-from sipflows.notices.ledger import NoticeDraft, enqueue_on, key_in, missing_keys
+from sipflows.models import SweepRun
+from sipflows.notices.build import NoticeInputs, read_for_notices
+from sipflows.notices.ledger import NoticeDraft, insert_drafts, missing_keys
 from sipflows.policy import EffectivePolicy
 from sipflows.settings import Settings
 from sipflows.stages import stage_family
@@ -75,16 +75,20 @@ class SweepResult:
         return sum(len(v) for v in self.findings.values())
 
 
-def _enqueued_rows(session: Session, keys: Sequence[str], now: datetime) -> list[EnqueuedNotice]:
-    """Reference, kind and recipient organisation of the notices with ``keys`` enqueued at ``now``."""
-    stmt = (
-        select(SipCase.reference, Notice.kind, Organisation.name)
-        .join(SipCase, SipCase.id == Notice.case_id)
-        .join(Contact, Contact.id == Notice.contact_id)
-        .join(Organisation, Organisation.id == Contact.organisation_id)
-        .where(key_in(session, keys), Notice.created_at == now)
-    )
-    return [EnqueuedNotice(r, k, o) for r, k, o in session.execute(stmt).tuples()]
+def _labels(inputs: NoticeInputs, drafts: Sequence[NoticeDraft]) -> dict[str, EnqueuedNotice]:
+    """What operations may see of each draft, by key, from the register slice its rendering read: the
+    plan's reference and the recipient's organisation (rows a draft was built from exist there)."""
+    reg = inputs.register
+    if reg is None:
+        return {}
+    labels = {}
+    for d in drafts:
+        case = reg.cases.get(d.case_id) if d.case_id is not None else None
+        contact = reg.contacts.get(d.contact_id) if d.contact_id is not None else None
+        org = reg.orgs.get(contact.organisation_id) if contact is not None else None
+        if case is not None and org is not None:
+            labels[d.key] = EnqueuedNotice(case.reference, d.kind, org.name)
+    return labels
 
 
 def _batches(findings: dict[str, list[Finding]], size: int) -> Iterator[list[Finding]]:
@@ -125,21 +129,21 @@ def _enqueue_new(
     overlap = connection.dialect.name == "postgresql"
     enqueued = 0
     notices: list[EnqueuedNotice] = []
-    ready: tuple[list[NoticeDraft], list[str]] | None = None  # rendered, not yet inserted
-    inflight: tuple[Future[int], list[str]] | None = None
+    # rendered, not yet inserted; then being inserted: with what operations may see of each draft, by key
+    ready: tuple[list[NoticeDraft], dict[str, EnqueuedNotice]] | None = None
+    inflight: tuple[Future[list[str]], dict[str, EnqueuedNotice]] | None = None
 
-    def insert(drafts: list[NoticeDraft]) -> int:
-        return enqueue_on(connection, drafts, now, settings.mail_domain)
+    def insert(drafts: list[NoticeDraft]) -> list[str]:
+        return insert_drafts(connection, drafts, now, settings.mail_domain)
 
     def settle() -> None:
         nonlocal enqueued, inflight
         if inflight is not None:
-            future, keys = inflight
+            future, labels = inflight
             inflight = None
             inserted = future.result()
-            if inserted:
-                enqueued += inserted
-                notices.extend(_enqueued_rows(session, keys, now))
+            enqueued += len(inserted)
+            notices.extend(labels[k] for k in inserted if k in labels)
 
     # leaving the block waits for an insert still running, before the transaction may roll back
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sipflows-ledger") as pool:
@@ -147,14 +151,14 @@ def _enqueue_new(
         def send() -> None:
             nonlocal ready, inflight
             if ready is not None:
-                drafts, keys = ready
+                drafts, labels = ready
                 ready = None
                 if overlap:
-                    inflight = (pool.submit(insert, drafts), keys)
+                    inflight = (pool.submit(insert, drafts), labels)
                 else:
-                    done: Future[int] = Future()
+                    done: Future[list[str]] = Future()
                     done.set_result(insert(drafts))
-                    inflight = (done, keys)
+                    inflight = (done, labels)
 
         for batch in _batches(findings, BATCH):
             new = new_findings(session, batch)
@@ -164,7 +168,7 @@ def _enqueue_new(
             send()  # the previous batch's insert, while this batch renders
             drafts = inputs.render(settings)
             settle()
-            ready = (drafts, [f.notice_key(c) for f in new for c in f.recipients])
+            ready = (drafts, _labels(inputs, drafts))
         send()
         settle()
     return enqueued, notices

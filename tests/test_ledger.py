@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from sipflows.db import make_engine
 from sipflows.models import Notice, NoticeStatus
-from sipflows.notices.ledger import NoticeDraft, enqueue, message_id_for
+from sipflows.notices.ledger import NoticeDraft, enqueue, insert_drafts, message_id_for
 
 NOW = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
@@ -67,15 +67,29 @@ def test_large_batches_span_chunks(session: Session) -> None:
     assert count(session) == 1300
 
 
+def test_inserted_keys_are_exactly_the_new_ones(session: Session) -> None:
+    """What the sweep lists for operations: the keys this call inserted, not those already there, even
+    when they were stamped with the same time; across chunks too."""
+    old = drafts(5100)[::3]
+    assert sorted(insert_drafts(session.connection(), old, NOW, "d")) == sorted(d.key for d in old)
+    # more than one chunk of the insert (5,000 rows); repeats within the call count once
+    batch = drafts(5100) + drafts(5100)[:5]
+    inserted = insert_drafts(session.connection(), batch, NOW, "d")
+    assert len(inserted) == len(set(inserted)) == 5100 - len(old)
+    assert set(inserted) == {d.key for d in batch} - {d.key for d in old}
+    assert insert_drafts(session.connection(), batch, NOW, "d") == []
+    assert count(session) == 5100
+
+
 def test_naive_now_is_refused(session: Session) -> None:
     with pytest.raises(ValueError, match="aware"):
         enqueue(session, drafts(1), datetime(2026, 3, 2), "d")
 
 
-def _enqueue_in_process(url: str, reverse: bool, barrier: object, results: object) -> None:
+def _enqueue_in_process(url: str, n: int, reverse: bool, barrier: object, results: object) -> None:
     """Runs in a fresh interpreter (spawn): its own engine, its own transaction."""
     engine = make_engine(url)
-    batch = drafts(200)
+    batch = drafts(n)
     if reverse:
         batch.reverse()  # the other process sees the same keys in the opposite order
     with Session(engine) as session:
@@ -91,14 +105,16 @@ def _enqueue_in_process(url: str, reverse: bool, barrier: object, results: objec
 @pytest.mark.skipif(
     not os.environ.get("SIPFLOWS_TEST_POSTGRES_URL"), reason="needs SIPFLOWS_TEST_POSTGRES_URL"
 )
-def test_two_processes_enqueue_the_same_drafts_once(engine: Engine, db_url: str) -> None:
+@pytest.mark.parametrize("n", [200, 1_200], ids=["json", "staged"])  # the two ways of _enqueue_postgresql
+def test_two_processes_enqueue_the_same_drafts_once(engine: Engine, db_url: str, n: int) -> None:
     if engine.dialect.name != "postgresql":
         pytest.skip("the concurrent test runs against PostgreSQL")
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(2)
     results = ctx.Queue()
     procs = [
-        ctx.Process(target=_enqueue_in_process, args=(db_url, rev, barrier, results)) for rev in (False, True)
+        ctx.Process(target=_enqueue_in_process, args=(db_url, n, rev, barrier, results))
+        for rev in (False, True)
     ]
     for p in procs:
         p.start()
@@ -106,8 +122,8 @@ def test_two_processes_enqueue_the_same_drafts_once(engine: Engine, db_url: str)
         p.join(timeout=120)
     assert [p.exitcode for p in procs] == [0, 0]
     inserted = sorted(results.get(timeout=5) for _ in procs)
-    assert sum(inserted) == 200  # each key inserted by exactly one of them
+    assert sum(inserted) == n  # each key inserted by exactly one of them
     with Session(engine) as session:
-        assert count(session) == 200
+        assert count(session) == n
         keys = session.scalars(select(Notice.key)).all()
-        assert len(set(keys)) == 200
+        assert len(set(keys)) == n

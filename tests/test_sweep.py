@@ -11,7 +11,7 @@ from sqlalchemy import Engine, delete, event, select
 from sqlalchemy.orm import Session
 
 from sipflows.checks import run_checks
-from sipflows.models import Notice, SweepRun
+from sipflows.models import Contact, Notice, Organisation, SipCase, SweepRun
 from sipflows.notices.build import build_notices
 from sipflows.settings import Settings
 from sipflows.sweep import judges_nothing, run_sweep, unknown_checks
@@ -71,10 +71,18 @@ def test_first_day_enqueues_what_rendering_every_finding_gives(build, engine):
 
     assert result.enqueued == len(expected)
     assert ledger(engine) == expected
-    assert len(result.enqueued_notices) == len(expected)
-    assert result.enqueued_notices == sorted(
-        result.enqueued_notices, key=lambda e: (e.reference, e.kind, e.recipient_organisation)
-    )
+    # what operations see of each: the plan's reference, the kind, the recipient's organisation
+    with Session(engine) as session:
+        listed = session.execute(
+            select(SipCase.reference, Notice.kind, Organisation.name)
+            .join(SipCase, SipCase.id == Notice.case_id)
+            .join(Contact, Contact.id == Notice.contact_id)
+            .join(Organisation, Organisation.id == Contact.organisation_id)
+            .order_by(SipCase.reference, Notice.kind, Organisation.name)
+        ).all()
+    assert [tuple(row) for row in listed] == [
+        (e.reference, e.kind, e.recipient_organisation) for e in result.enqueued_notices
+    ]
     with Session(engine) as session:
         sweep = session.get(SweepRun, result.sweep_id)
         assert (
