@@ -46,7 +46,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 from collections.abc import Sequence
@@ -110,7 +109,6 @@ class SweepFigures:
     steady_enqueued: int = 0
     peak_rss_mb: float = 0.0
     peak_rss_source: str = ""
-    worker_peak_rss_mb: float = 0.0  # the render worker (a child process), sampled
 
     @property
     def steady_median(self) -> float:
@@ -350,36 +348,6 @@ def _reset_peak_rss() -> str:
         return "ru_maxrss of the whole process (VmHWM could not be reset)"
 
 
-class _ChildRss:
-    """Samples the resident size of this process's children (the sweep's render worker) every 50 ms;
-    ``peak_mb`` is the largest seen. Linux only: elsewhere it stays 0."""
-
-    def __init__(self) -> None:
-        self.peak_mb = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.05):
-            try:
-                tasks = list(Path("/proc/self/task").iterdir())
-                children = {pid for t in tasks for pid in (t / "children").read_text().split()}
-                for pid in children:
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmRSS:"):
-                            self.peak_mb = max(self.peak_mb, int(line.split()[1]) / 1024)
-            except OSError:
-                continue
-
-    def __enter__(self) -> _ChildRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def _peak_rss_mb() -> float:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -421,26 +389,24 @@ def measure_sweep(engine: Engine, judged: date, repeat: int) -> SweepFigures:
     figures.run_checks_cpu_seconds = time.process_time() - cpu
 
     figures.peak_rss_source = _reset_peak_rss()
-    with _ChildRss() as children:
-        try:
+    try:
+        started, cpu = time.perf_counter(), time.process_time()
+        first = run_sweep(engine, judged, policy, now, settings)
+        figures.first_day_seconds = time.perf_counter() - started
+        figures.first_day_cpu_seconds = time.process_time() - cpu
+        figures.first_day_enqueued = first.enqueued
+        del first
+        for i in range(repeat):
             started, cpu = time.perf_counter(), time.process_time()
-            first = run_sweep(engine, judged, policy, now, settings)
-            figures.first_day_seconds = time.perf_counter() - started
-            figures.first_day_cpu_seconds = time.process_time() - cpu
-            figures.first_day_enqueued = first.enqueued
-            del first
-            for i in range(repeat):
-                started, cpu = time.perf_counter(), time.process_time()
-                again = run_sweep(engine, judged, policy, now + timedelta(hours=1 + i), settings)
-                figures.steady_seconds.append(time.perf_counter() - started)
-                figures.steady_cpu_seconds.append(time.process_time() - cpu)
-                figures.steady_enqueued += again.enqueued
-                del again
-            figures.peak_rss_mb = _peak_rss_mb()
-            figures.load_average.append(os.getloadavg()[0])
-        finally:
-            _forget_sweeps(engine)
-    figures.worker_peak_rss_mb = children.peak_mb
+            again = run_sweep(engine, judged, policy, now + timedelta(hours=1 + i), settings)
+            figures.steady_seconds.append(time.perf_counter() - started)
+            figures.steady_cpu_seconds.append(time.process_time() - cpu)
+            figures.steady_enqueued += again.enqueued
+            del again
+        figures.peak_rss_mb = _peak_rss_mb()
+        figures.load_average.append(os.getloadavg()[0])
+    finally:
+        _forget_sweeps(engine)
     return figures
 
 
@@ -512,9 +478,8 @@ def report(f: DatabaseFigures) -> str:
             f"(CPU {', '.join(f'{x:.2f}' for x in w.steady_cpu_seconds)})",
             "   CPU = this process's (the database server's is not counted); load average (1 min) "
             f"{' -> '.join(f'{x:.1f}' for x in w.load_average)}",
-            f"   sweeps' peak RSS {w.peak_rss_mb:.0f} MB ({w.peak_rss_source}) + render worker "
-            f"{w.worker_peak_rss_mb:.0f} MB (sampled)  [target < {TARGET_SWEEP_RSS_MB:.0f} MB, the two "
-            f"together: {ok[w.peak_rss_mb + w.worker_peak_rss_mb < TARGET_SWEEP_RSS_MB]}]",
+            f"   sweeps' peak RSS {w.peak_rss_mb:.0f} MB ({w.peak_rss_source})  "
+            f"[target < {TARGET_SWEEP_RSS_MB:.0f} MB: {ok[w.peak_rss_mb < TARGET_SWEEP_RSS_MB]}]",
         ]
     return "\n".join(lines)
 

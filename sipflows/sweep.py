@@ -11,11 +11,9 @@ in batches, so memory holds one batch's notices at a time, not the day's.
 
 from __future__ import annotations
 
-import os
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from operator import attrgetter
@@ -28,9 +26,8 @@ from sipflows.checks import CHECK_NAMES, run_checks
 from sipflows.checks.base import Finding
 from sipflows.db import ensure_statistics, session_scope
 from sipflows.models import SweepRun
-from sipflows.notices.build import NoticeInputs, RenderPlan, read_for_notices
+from sipflows.notices.build import NoticeInputs, read_for_notices
 from sipflows.notices.ledger import NoticeDraft, insert_drafts, missing_keys
-from sipflows.notices.worker import RenderWorker
 from sipflows.policy import EffectivePolicy
 from sipflows.settings import Settings
 from sipflows.stages import stage_family
@@ -38,9 +35,6 @@ from sipflows.workdays import is_working_day
 
 # Findings per batch: one key look-up, one render-and-enqueue pass, its drafts then dropped.
 BATCH = 2_000
-# New findings in one batch from which the rest of the day is rendered in a child process (see _enqueue_new):
-# a first day or a backfill, not a usual day's few hundred notices.
-WORKER_FROM = 1_000
 
 
 def unknown_checks(names: Iterable[str] | None) -> list[str]:
@@ -125,27 +119,19 @@ def _enqueue_new(
 ) -> tuple[int, list[EnqueuedNotice]]:
     """Render and enqueue the findings' new notices, batch by batch; how many were enqueued, and which.
 
-    Rendering is most of the work of a day with many new notices. From a batch of ``WORKER_FROM`` new
-    findings on, on a machine with more than one core, batches are rendered in a child process
-    (:class:`~sipflows.notices.worker.RenderWorker`) while this one reads the next batch's slice of the
-    register, builds its contexts and inserts the batch before.
-
-    Rendered here (a usual day), a batch's drafts are inserted after the next batch's register reads: on
-    PostgreSQL the insert then runs in a thread of its own while this one renders the next batch, so the
-    server's work on the ledger overlaps the client's rendering instead of following it. The connection
-    is used by one thread at a time: the insert is waited for before the next statement. Either way: same
-    transaction, batches inserted in key order, each insert's rows in key order.
+    A batch's drafts are inserted after the next batch's register reads: on PostgreSQL the insert then runs
+    in a thread of its own while this one renders the next batch, so the server's work on the ledger (its
+    indexes, foreign keys, TOAST) overlaps the client's rendering instead of following it. The connection
+    is used by one thread at a time: the insert is waited for before the next statement. Same transaction,
+    same rows in the same key order per insert; on SQLite the insert simply runs in turn.
     """
     connection = session.connection()
     overlap = connection.dialect.name == "postgresql"
-    may_fork = (os.cpu_count() or 1) > 1
     enqueued = 0
     notices: list[EnqueuedNotice] = []
     # rendered, not yet inserted; then being inserted: with what operations may see of each draft, by key
     ready: tuple[list[NoticeDraft], dict[str, EnqueuedNotice]] | None = None
     inflight: tuple[Future[list[str]], dict[str, EnqueuedNotice]] | None = None
-    worker: RenderWorker | None = None
-    rendering: deque[tuple[RenderPlan, NoticeInputs]] = deque()  # submitted to the worker, in order
 
     def insert(drafts: list[NoticeDraft]) -> list[str]:
         return insert_drafts(connection, drafts, now, settings.mail_domain)
@@ -159,16 +145,8 @@ def _enqueue_new(
             enqueued += len(inserted)
             notices.extend(labels[k] for k in inserted if k in labels)
 
-    def rendered_oldest() -> tuple[list[NoticeDraft], dict[str, EnqueuedNotice]]:
-        assert worker is not None
-        plan, inputs = rendering.popleft()
-        drafts = plan.drafts(worker.result())
-        return drafts, _labels(inputs, drafts)
-
-    # leaving the block stops the worker and waits for an insert still running, before the transaction
-    # may roll back
-    with ExitStack() as stack:
-        pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="sipflows-ledger"))
+    # leaving the block waits for an insert still running, before the transaction may roll back
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sipflows-ledger") as pool:
 
         def send() -> None:
             nonlocal ready, inflight
@@ -187,28 +165,10 @@ def _enqueue_new(
             if not new:
                 continue
             inputs = read_for_notices(session, new)
-            if worker is None and may_fork and len(new) >= WORKER_FROM:
-                send()  # what was rendered here goes first
-                settle()
-                worker = stack.enter_context(RenderWorker(settings.template_dir))
-            if worker is not None:
-                if rendering:  # the batch before, rendered meanwhile: inserted while this one is planned
-                    ready = rendered_oldest()
-                    send()
-                plan = inputs.plan(settings)
-                worker.submit(plan.jobs)
-                rendering.append((plan, inputs))
-                settle()
-                continue
             send()  # the previous batch's insert, while this batch renders
-            plan = inputs.plan(settings)
-            drafts = plan.drafts(plan.render_here(settings))
+            drafts = inputs.render(settings)
             settle()
             ready = (drafts, _labels(inputs, drafts))
-        while rendering:
-            ready = rendered_oldest()
-            send()
-            settle()
         send()
         settle()
     return enqueued, notices

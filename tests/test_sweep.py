@@ -7,15 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 
-import pytest
-from jinja2 import UndefinedError
 from sqlalchemy import Engine, delete, event, select
 from sqlalchemy.orm import Session
 
 from sipflows.checks import run_checks
 from sipflows.models import Contact, Notice, Organisation, SipCase, SweepRun
 from sipflows.notices.build import build_notices
-from sipflows.notices.worker import RenderWorker
 from sipflows.settings import Settings
 from sipflows.sweep import judges_nothing, run_sweep, unknown_checks
 from tests.factories import local
@@ -99,68 +96,6 @@ def test_first_day_in_several_batches_gives_the_same_notices(build, engine, monk
     monkeypatch.setattr("sipflows.sweep.BATCH", 7)  # a batch size of the module, not a library internal
     result = run_sweep(engine, JUDGED, POLICY, NOW, SETTINGS)
     assert result.enqueued == len(expected) and ledger(engine) == expected
-
-
-@pytest.mark.parametrize("batch", [7, 2_000])
-def test_a_first_day_rendered_in_the_worker_process_gives_the_same_notices(build, engine, monkeypatch, batch):
-    """From WORKER_FROM new findings in a batch the rest of the day renders in a child process: the
-    ledger and what operations see are those of rendering here, in several batches or in one."""
-    register(build)
-    expected = every_draft(engine)
-    monkeypatch.setattr("sipflows.sweep.BATCH", batch)
-    monkeypatch.setattr("sipflows.sweep.WORKER_FROM", 5)  # module constants, not a library's internals
-    started = []
-    monkeypatch.setattr("sipflows.sweep.RenderWorker", lambda d: started.append(d) or RenderWorker(d))
-
-    result = run_sweep(engine, JUDGED, POLICY, NOW, SETTINGS)
-
-    assert started == [None]  # one worker for the day, with the built-in templates
-    assert result.enqueued == len(expected) and ledger(engine) == expected
-    assert len(result.enqueued_notices) == len(expected)
-
-
-def test_a_day_that_starts_rendering_here_and_goes_on_in_the_worker_loses_nothing(build, engine, monkeypatch):
-    """The first batches have few new findings (rendered here, the last of them maybe still being
-    inserted), the later ones many: each notice is enqueued once, in the worker's part too."""
-    register(build, 10)
-    run_sweep(engine, JUDGED, POLICY, NOW, SETTINGS)
-    complete = ledger(engine)
-    keys = sorted(complete)
-    half = len(keys) // 2
-    gone = keys[:half:6] + keys[half:]  # a few of the first half, all of the second
-    with Session(engine) as session, session.begin():
-        session.execute(delete(Notice).where(Notice.key.in_(gone)))
-    monkeypatch.setattr("sipflows.sweep.BATCH", 8)
-    monkeypatch.setattr("sipflows.sweep.WORKER_FROM", 6)
-    started = []
-    monkeypatch.setattr("sipflows.sweep.RenderWorker", lambda d: started.append(d) or RenderWorker(d))
-
-    result = run_sweep(engine, JUDGED, POLICY, LATER, SETTINGS)
-
-    assert started == [None]
-    assert result.enqueued == len(gone) == len(result.enqueued_notices)
-    assert ledger(engine) == complete
-
-
-def test_a_usual_day_renders_here(build, engine, monkeypatch):
-    register(build)
-    monkeypatch.setattr("sipflows.sweep.RenderWorker", lambda d: pytest.fail("a worker was started"))
-    assert run_sweep(engine, JUDGED, POLICY, NOW, SETTINGS).enqueued > 40  # fewer than WORKER_FROM
-
-
-def test_a_template_error_in_the_worker_fails_the_sweep_and_enqueues_nothing(
-    build, engine, monkeypatch, tmp_path
-):
-    register(build)
-    (tmp_path / "invitations.sv.txt").write_text("{{ meeting.no_such_field.x }}\n")
-    monkeypatch.setattr("sipflows.sweep.BATCH", 7)
-    monkeypatch.setattr("sipflows.sweep.WORKER_FROM", 1)
-    settings = SETTINGS.model_copy(update={"template_dir": tmp_path})
-    with pytest.raises(UndefinedError, match="no_such_field"):
-        run_sweep(engine, JUDGED, POLICY, NOW, settings)
-    assert ledger(engine) == {}
-    with Session(engine) as session:
-        assert session.scalars(select(SweepRun)).all() == []
 
 
 def test_steady_state_enqueues_nothing_and_renders_nothing(build, engine):

@@ -361,14 +361,9 @@ class NoticeInputs:
 
     def render(self, settings: Settings) -> list[NoticeDraft]:
         """The drafts of :func:`build_notices`; touches no database."""
-        plan = self.plan(settings)
-        return plan.drafts(plan.render_here(settings))
-
-    def plan(self, settings: Settings) -> RenderPlan:
-        """What :meth:`render` renders, not rendered yet; touches no database."""
         if self.register is None:
-            return RenderPlan()
-        return _plan(self.register, self.findings, self.stage_kinds, settings)
+            return []
+        return _render_drafts(self.register, self.findings, self.stage_kinds, settings)
 
 
 def read_for_notices(session: Session, findings: Sequence[Finding]) -> NoticeInputs:
@@ -376,53 +371,12 @@ def read_for_notices(session: Session, findings: Sequence[Finding]) -> NoticeInp
     return NoticeInputs(session, findings)
 
 
-class RenderPlan:
-    """A batch's notices before rendering: one job (kind, language, context) per finding and language,
-    and each draft's addressing with the job whose text it carries. Rendering the jobs needs nothing but
-    the jobs, here (:meth:`render_here`) or in another process (:mod:`sipflows.notices.worker`)."""
-
-    def __init__(self) -> None:
-        self.jobs: list[tuple[str, str, dict[str, Any]]] = []
-        # (job, key, kind, address, case id, meeting id, contact id), in draft order
-        self.addressed: list[tuple[int, str, str, str, int, int | None, int]] = []
-
-    def render_here(self, settings: Settings) -> list[Rendered]:
-        renderer = get_renderer(settings.template_dir)
-        templates: dict[tuple[str, str], NoticeTemplates] = {}  # looked up once per kind and language
-        rendered = []
-        for kind, lang, context in self.jobs:
-            if (kind, lang) not in templates:
-                templates[kind, lang] = renderer.templates(kind, lang)
-            rendered.append(renderer.render(kind, lang, context, templates[kind, lang]))
-        return rendered
-
-    def drafts(self, rendered: Sequence[Rendered]) -> list[NoticeDraft]:
-        """The drafts, given each job's rendering in job order."""
-        if len(rendered) != len(self.jobs):
-            raise ValueError(f"{len(rendered)} renderings for {len(self.jobs)} jobs")
-        drafts = []
-        for job, key, kind, address, case_id, meeting_id, contact_id in self.addressed:
-            r = rendered[job]
-            drafts.append(
-                NoticeDraft(
-                    key=key,
-                    kind=kind,
-                    address=address,
-                    subject=r.subject,
-                    body_text=r.text,
-                    body_html=r.html,
-                    case_id=case_id,
-                    meeting_id=meeting_id,
-                    contact_id=contact_id,
-                )
-            )
-        return drafts
-
-
-def _plan(
+def _render_drafts(
     reg: _Register, findings: Sequence[Finding], stage_kinds: dict[tuple[str, str], str], settings: Settings
-) -> RenderPlan:
-    plan = RenderPlan()
+) -> list[NoticeDraft]:
+    renderer = get_renderer(settings.template_dir)
+    templates: dict[tuple[str, str], NoticeTemplates] = {}  # looked up once per kind and language
+    drafts: list[NoticeDraft] = []
     for finding in findings:
         if not _consistent(reg, finding):
             continue
@@ -433,7 +387,7 @@ def _plan(
             if org is not None:
                 extra = org.escalation_contact_id
         meeting = _meeting_of(reg, finding)
-        jobs: dict[str, int] = {}  # language → job: one rendering per finding and language
+        rendered: dict[str, Rendered] = {}
         for contact_id in dict.fromkeys(finding.recipients):
             if contact_id != extra and not reg.may_receive(finding.case_id, contact_id):
                 log.warning(
@@ -449,21 +403,26 @@ def _plan(
                 )
                 continue
             lang = language_of(contact.language)
-            if lang not in jobs:
-                jobs[lang] = len(plan.jobs)
-                plan.jobs.append((kind, lang, _context(reg, finding, lang, meeting, settings)))
-            plan.addressed.append(
-                (
-                    jobs[lang],
-                    finding.notice_key(contact_id),
-                    kind,
-                    contact.email.strip(),
-                    finding.case_id,
-                    meeting.id if meeting is not None else None,
-                    contact_id,
+            if lang not in rendered:
+                if (kind, lang) not in templates:
+                    templates[kind, lang] = renderer.templates(kind, lang)
+                context = _context(reg, finding, lang, meeting, settings)
+                rendered[lang] = renderer.render(kind, lang, context, templates[kind, lang])
+            r = rendered[lang]
+            drafts.append(
+                NoticeDraft(
+                    key=finding.notice_key(contact_id),
+                    kind=kind,
+                    address=contact.email.strip(),
+                    subject=r.subject,
+                    body_text=r.text,
+                    body_html=r.html,
+                    case_id=finding.case_id,
+                    meeting_id=meeting.id if meeting is not None else None,
+                    contact_id=contact_id,
                 )
             )
-    return plan
+    return drafts
 
 
 def enqueue_findings(session: Session, findings: Sequence[Finding], now: datetime, settings: Settings) -> int:

@@ -197,9 +197,6 @@ assert set(_PLAIN_FIELDS) == set(_DRAFT_FIELDS) - {"attachments"}
 # From this many drafts in one call a staging table is worth its creation (see _enqueue_postgresql).
 _STAGE_FROM = 1_000
 _STAGE = "pg_temp.sipflows_drafts"
-# Drafts per staged chunk: at ~2.3 kB each, within the server's 8 MB of buffers for temporary tables
-# (temp_buffers), so a chunk is not written out to disk before it is read.
-_STAGED_ROWS = 2_500
 
 
 def _enqueue_postgresql(
@@ -250,9 +247,8 @@ def _enqueue_postgresql(
         .returning(Notice.key)
     )
     inserted: list[str] = []
-    size = _STAGED_ROWS if staged else _ROWS_PER_CALL
-    for start in range(0, len(drafts), size):
-        chunk = drafts[start : start + size]
+    for start in range(0, len(drafts), _ROWS_PER_CALL):
+        chunk = drafts[start : start + _ROWS_PER_CALL]
         rows = [
             (
                 *(getattr(d, name) for name in _PLAIN_FIELDS),
