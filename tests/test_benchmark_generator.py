@@ -207,6 +207,32 @@ def test_sweep_script_runs_end_to_end_on_sqlite_and_reuses_the_register(tmp_path
     assert again["all_findings"] == figures["all_findings"]
     assert "reused the existing register" in stdout
 
+    # a sweep of some of the checks: its run_checks and first day judge those alone
+    some = ["documentation", "follow_up"]
+    stdout, [part] = _sweep(
+        *common, "--reuse", "--no-checks", "--sweep-checks", ",".join(some), "--json", str(report)
+    )
+    by_name = {c["name"]: c["findings"] for c in figures["checks"]}
+    assert part["sweep"]["only"] == some
+    assert part["sweep"]["run_checks_findings"] == sum(by_name[n] for n in some) > 0
+    assert part["sweep"]["first_day_enqueued"] > 0
+    assert "only the checks documentation, follow_up" in stdout
+    refused = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/sweep.py",
+            *common,
+            "--reuse",
+            "--sweep-checks",
+            "documentation,dokumentation",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert refused.returncode != 0 and "no check named dokumentation" in refused.stderr
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(not PG_URL, reason="SIPFLOWS_TEST_POSTGRES_URL not set")
