@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -79,6 +80,39 @@ def test_inserted_keys_are_exactly_the_new_ones(session: Session) -> None:
     assert set(inserted) == {d.key for d in batch} - {d.key for d in old}
     assert insert_drafts(session.connection(), batch, NOW, "d") == []
     assert count(session) == 5100
+
+
+def test_a_role_without_temporary_tables_enqueues_a_large_batch_all_the_same(engine: Engine) -> None:
+    """A hardened database may revoke TEMPORARY from PUBLIC: the staged insert is not open to such a
+    role, so a large call takes the JSON document instead of failing the sweep."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("TEMPORARY is PostgreSQL's privilege")
+    role = f"sipflows_notemp_{uuid.uuid4().hex[:8]}"
+    schema = engine.url.query["options"].split("=", 1)[1]
+    with engine.begin() as conn:
+        database = conn.exec_driver_sql("SELECT current_database()").scalar_one()
+        conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN")
+        conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA "{schema}" TO {role}')
+        conn.exec_driver_sql(f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema}" TO {role}')
+        conn.exec_driver_sql(f'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema}" TO {role}')
+        conn.exec_driver_sql(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC')
+    limited = make_engine(engine.url.set(username=role).render_as_string(hide_password=False))
+    try:
+        with Session(limited) as session:
+            may = session.connection().exec_driver_sql(
+                "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
+            )
+            assert may.scalar_one() is False
+            assert len(insert_drafts(session.connection(), drafts(1_200), NOW, "d")) == 1_200
+            session.commit()
+    finally:
+        limited.dispose()
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f'GRANT TEMPORARY ON DATABASE "{database}" TO PUBLIC')
+            conn.exec_driver_sql(f"DROP OWNED BY {role}")
+            conn.exec_driver_sql(f"DROP ROLE {role}")
+    with Session(engine) as session:
+        assert count(session) == 1_200
 
 
 def test_naive_now_is_refused(session: Session) -> None:

@@ -206,15 +206,16 @@ def _enqueue_postgresql(
 
     A few drafts (a meeting's invitations) travel as one JSON document in one parameter, read by
     ``json_to_recordset``. Many (a sweep's batch of 2,000 findings) are first ``COPY``-ed into a temporary
-    table of this transaction: the client writes rows in COPY's text form (in C) and the server reads
-    them without parsing JSON, which was about a third of its work per inserted notice, and no WAL is
-    written for a temporary table. The table is created for the transaction and dropped at its end (so
-    a small call leaves no catalog churn behind). Either way the rows reach the ledger in key order (a
-    function scan and a fresh temporary table are read in the order written). Arrays per column made
-    psycopg escape every body in Python; a multi-row VALUES list made both sides parse a statement with
-    thousands of placeholders per chunk.
+    table: the client writes rows in COPY's text form (in C) and the server reads them without parsing
+    JSON, which was about a third of its work per inserted notice, and writes no WAL for them. The table
+    is created by the first such call in a transaction, emptied before each chunk and dropped at commit
+    or rollback; a small call creates none. A role without the TEMPORARY privilege takes the JSON
+    document whatever the number. Either way the rows reach the ledger in key order (a function scan and
+    a fresh temporary table are read in the order written). Arrays per column made psycopg escape every
+    body in Python; a multi-row VALUES list made both sides parse a statement with thousands of
+    placeholders per chunk.
     """
-    staged = len(drafts) >= _STAGE_FROM
+    staged = len(drafts) >= _STAGE_FROM and _may_create_temporary_tables(conn)
     if staged:
         records: Any = sa_table(
             "sipflows_drafts", *(column(n, t) for n, t in _RECORD_COLUMNS.items()), schema="pg_temp"
@@ -266,6 +267,13 @@ def _enqueue_postgresql(
             params = {"drafts": json.dumps(records_json, ensure_ascii=False), "now": now}
             inserted.extend(conn.execute(stmt, params).scalars())  # Core, not ORM bulk
     return inserted
+
+
+def _may_create_temporary_tables(conn: Connection) -> bool:
+    """Whether the role may stage (the TEMPORARY privilege, PUBLIC's by default, which a hardened
+    database may revoke): without it, every call takes the JSON document."""
+    query = "SELECT has_database_privilege(current_database(), 'TEMPORARY')"
+    return bool(conn.exec_driver_sql(query).scalar())
 
 
 def _copy_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
