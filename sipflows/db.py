@@ -78,6 +78,22 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
 
 @contextmanager
+def driver_cursor(conn: Connection, sql: str) -> Iterator[Any]:
+    """The database driver's own cursor on ``conn``'s connection, for what SQLAlchemy does not pass on
+    (``executemany`` run in C, ``COPY``), in ``conn``'s transaction; closed after. The driver's errors
+    are raised as SQLAlchemy raises them (an ``IntegrityError``, a ``DataError`` naming ``sql``), so
+    callers handle one kind of error whichever way a statement went."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    cursor = conn.connection.cursor()
+    try:
+        yield cursor
+    except dbapi_error as exc:
+        raise DBAPIError.instance(sql, None, exc, dbapi_error) from exc
+    finally:
+        cursor.close()
+
+
+@contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """A unit of work that writes: one transaction, committed on success, rolled back on any error
     (nothing half-written). Every operation that changes the register opens its transaction here."""

@@ -15,6 +15,7 @@ from sqlalchemy import any_, bindparam, func, literal_column, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from sipflows.db import driver_cursor
 from sipflows.hygiene import shown
 from sipflows.importer.csvfile import Record, Table
 from sipflows.importer.results import FileResult, ImportErrors, ImportIssue
@@ -146,19 +147,14 @@ def _bulk(conn: sa.Connection, table: sa.Table, rows: list[dict[str, Any]], *, b
     else:
         marks = ", ".join([mark] * len(names))
         sql = f"INSERT INTO {target} ({', '.join(quote(n) for n in names)}) VALUES ({marks})"
-    cursor = conn.connection.cursor()
-    try:
+    # an IntegrityError or DataError comes out as SQLAlchemy raises it: the import reports it for the file
+    with driver_cursor(conn, sql) as cursor:
         if sql.startswith("COPY"):
             with cursor.copy(sql) as copy:
                 for row in data:
                     copy.write_row(row)
         else:
             cursor.executemany(sql, data)
-    except dialect.loaded_dbapi.Error as exc:
-        # as SQLAlchemy would raise it: an IntegrityError or DataError the import reports for the file
-        raise sa.exc.DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
-    finally:
-        cursor.close()
 
 
 def _each_distinct(process: Callable[[Any], Any], values: list[Any]) -> list[Any]:

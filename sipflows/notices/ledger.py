@@ -33,9 +33,9 @@ from sqlalchemy import (
 from sqlalchemy import cast as cast_
 from sqlalchemy import table as sa_table
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from sipflows.db import driver_cursor
 from sipflows.models import Contact, Notice, NoticeStatus
 
 # Keep each statement well below SQLite's and psycopg's parameter limits.
@@ -132,8 +132,7 @@ def _enqueue_sqlite(conn: Connection, drafts: Sequence[NoticeDraft], now: dateti
         f"ON CONFLICT ({quote('key')}) DO NOTHING"
     )
     inserted: list[str] = []
-    cursor = conn.connection.cursor()
-    try:
+    with driver_cursor(conn, sql) as cursor:
         for start in range(0, len(drafts), _ROWS_PER_CALL):
             chunk = drafts[start : start + _ROWS_PER_CALL]
             columns: list[Iterable[Any]] = []
@@ -152,10 +151,6 @@ def _enqueue_sqlite(conn: Connection, drafts: Sequence[NoticeDraft], now: dateti
             if cursor.rowcount != len(chunk):  # executemany sums the rows each execution inserted
                 keys = _last_inserted(conn, keys, cursor.rowcount)
             inserted.extend(keys)
-    except dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it
-        raise DBAPIError.instance(sql, None, exc, dialect.loaded_dbapi.Error) from exc
-    finally:
-        cursor.close()
     return inserted
 
 
@@ -196,7 +191,8 @@ assert set(_PLAIN_FIELDS) == set(_DRAFT_FIELDS) - {"attachments"}
 
 # From this many drafts in one call a staging table is worth its creation (see _enqueue_postgresql).
 _STAGE_FROM = 1_000
-_STAGE = "pg_temp.sipflows_drafts"
+_STAGE_TABLE = "sipflows_drafts"
+_STAGE = f"pg_temp.{_STAGE_TABLE}"
 
 
 def _enqueue_postgresql(
@@ -218,7 +214,7 @@ def _enqueue_postgresql(
     staged = len(drafts) >= _STAGE_FROM and _may_create_temporary_tables(conn)
     if staged:
         records: Any = sa_table(
-            "sipflows_drafts", *(column(n, t) for n, t in _RECORD_COLUMNS.items()), schema="pg_temp"
+            _STAGE_TABLE, *(column(n, t) for n, t in _RECORD_COLUMNS.items()), schema="pg_temp"
         )
         types = ", ".join(
             f"{n} {'integer' if isinstance(t, Integer) else 'text'}" for n, t in _RECORD_COLUMNS.items()
@@ -279,15 +275,9 @@ def _may_create_temporary_tables(conn: Connection) -> bool:
 def _copy_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
     """The rows into the staging table by ``COPY … FROM STDIN`` (psycopg formats them in C)."""
     sql = f"COPY {_STAGE} ({', '.join(_RECORD_COLUMNS)}) FROM STDIN"
-    cursor = conn.connection.cursor()
-    try:
-        with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(row)
-    except conn.dialect.loaded_dbapi.Error as exc:  # as SQLAlchemy would raise it
-        raise DBAPIError.instance(sql, None, exc, conn.dialect.loaded_dbapi.Error) from exc
-    finally:
-        cursor.close()
+    with driver_cursor(conn, sql) as cursor, cursor.copy(sql) as copy:
+        for row in rows:
+            copy.write_row(row)
 
 
 # Keys per look-up statement: one bound parameter (a JSON or array value) however many there are.
